@@ -1,0 +1,275 @@
+"""U-Net, in 2D and 3D, in the paper's form and in the popular "seed" form.
+
+Ronneberger, Fischer and Brox, "U-Net: Convolutional Networks for Biomedical Image
+Segmentation", MICCAI 2015 (Section 2, Fig. 1); Çiçek et al., "3D U-Net", MICCAI 2016.
+
+A contracting path of (DoubleConv, 2x2 max-pool) stages doubles the channels and halves
+the size; an expanding path upsamples, concatenates the encoder feature map of the same
+level (the long skip connection) and applies another DoubleConv; a 1x1 conv maps to
+class scores. Two switches select between the paper and the popular variant:
+
+* ``padding="valid"`` (paper): unpadded 3x3 convs, so every conv trims the map and the
+  skip is centre-cropped ("copy and crop"); a 572x572 tile gives a 388x388 output.
+  ``padding="same"`` (seed): padded convs, output size = input size, odd sizes are
+  handled by padding the upsampled map to the skip's size.
+* ``upsample="transpose"`` (paper): a 2x2 stride-2 transposed conv that halves the
+  channels. ``upsample="interp"`` (seed): parameter-free bilinear/trilinear upsampling;
+  as in the seed, the bottleneck then has half the channels so that the concatenations
+  keep the same widths.
+
+Built step by step in ``notebooks/02_unet.ipynb``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..blocks import DoubleConv, conv_transpose_type, conv_type, max_pool_type
+from .base import check_input, check_spatial_size, nearest_matching
+
+__all__ = ["Down", "Up", "UNet", "center_crop"]
+
+
+def center_crop(x: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tensor:
+    """Crop the trailing spatial axes of ``x`` to ``spatial_shape`` around the centre.
+
+    Shape:
+        (B, C, *S) -> (B, C, *spatial_shape), every target size <= the source size.
+    """
+    slices = [slice(None), slice(None)]
+    for size, target in zip(x.shape[2:], spatial_shape):
+        if target > size:
+            raise ValueError(f"cannot centre-crop size {size} to the larger size {target}")
+        start = (size - target) // 2
+        slices.append(slice(start, start + target))
+    return x[tuple(slices)]
+
+
+class Down(nn.Sequential):
+    """2x max-pool, then a :class:`DoubleConv`: one step down the contracting path.
+
+    Shape:
+        (B, in_channels, *S) -> (B, out_channels, *S/2) with "same" padding.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, spatial_dims: int = 2, **conv_kwargs) -> None:
+        super().__init__()
+        self.add_module("pool", max_pool_type(spatial_dims)(kernel_size=2, stride=2))
+        self.add_module("conv", DoubleConv(in_channels, out_channels, spatial_dims=spatial_dims, **conv_kwargs))
+
+
+class Up(nn.Module):
+    """Upsample, join the skip connection, then a :class:`DoubleConv`.
+
+    Args:
+        in_channels: channels of the map coming up from below.
+        skip_channels: channels of the encoder map joined at this level.
+        out_channels: output channels.
+        spatial_dims: 2 or 3.
+        upsample: ``"transpose"`` (2x2 stride-2 transposed conv to ``skip_channels``
+            channels, the paper's "up-convolution") or ``"interp"`` (bi/trilinear, channels kept).
+        up_bias: bias of the transposed conv.
+        padding: ``"same"`` pads the upsampled map to the skip's size; ``"valid"``
+            centre-crops the skip to the upsampled map's size.
+        conv_kwargs: ``norm``, ``act``, ``bias`` for the DoubleConv.
+
+    Shape:
+        below (B, in_channels, *S/2), skip (B, skip_channels, *S) -> (B, out_channels, *S')
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        skip_channels: int,
+        out_channels: int,
+        *,
+        spatial_dims: int = 2,
+        upsample: str = "transpose",
+        up_bias: bool = True,
+        padding: str = "same",
+        **conv_kwargs,
+    ) -> None:
+        super().__init__()
+        self.padding = padding
+        if upsample == "transpose":
+            self.up = conv_transpose_type(spatial_dims)(in_channels, skip_channels, kernel_size=2, stride=2, bias=up_bias)
+            up_channels = skip_channels
+        elif upsample == "interp":
+            mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[spatial_dims]
+            self.up = nn.Upsample(scale_factor=2, mode=mode, align_corners=True)
+            up_channels = in_channels
+        else:
+            raise ValueError(f"upsample must be 'transpose' or 'interp'; got {upsample!r}.")
+        self.conv = DoubleConv(skip_channels + up_channels, out_channels, spatial_dims=spatial_dims,
+                               padding=padding, **conv_kwargs)
+
+    def forward(self, below: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        up = self.up(below)  # (B, C_up, *2S)
+        if self.padding == "valid":
+            skip = center_crop(skip, up.shape[2:])  # "copy and crop"
+        elif up.shape[2:] != skip.shape[2:]:
+            # Odd input sizes lose a pixel in pooling; pad it back (F.pad lists the last axis first).
+            pads = []
+            for size_up, size_skip in zip(reversed(up.shape[2:]), reversed(skip.shape[2:])):
+                diff = size_skip - size_up
+                pads += [diff // 2, diff - diff // 2]
+            up = F.pad(up, pads)
+        return self.conv(torch.cat([skip, up], dim=1))  # (B, C_skip + C_up, *S) -> (B, C_out, *S)
+
+
+class UNet(nn.Module):
+    """U-Net for 2D images or 3D volumes (Ronneberger et al. 2015; Çiçek et al. 2016).
+
+    Args:
+        in_channels: input channels (1 for EM, 4 for multi-modal MRI).
+        out_channels: number of classes; the output holds one logit map per class.
+        spatial_dims: 2 or 3.
+        features: channels per level, top to bottom; ``depth = len(features) - 1``
+            poolings. Defaults to ``base_features * 2**i``.
+        base_features: channels of the first level when ``features`` is not given (64 in the paper).
+        depth: number of poolings when ``features`` is not given (4 in the paper).
+        upsample: ``"transpose"`` (paper) or ``"interp"`` (seed).
+        padding: ``"same"`` (seed) or ``"valid"`` (paper).
+        norm: ``"batch"`` (seed), ``None`` (paper), or another name from :func:`~unet_lessons.blocks.make_norm`.
+        act: activation name.
+        bias: conv bias in the DoubleConvs.
+        up_bias: bias of the transposed convs.
+
+    Shape:
+        (B, in_channels, *S) -> (B, out_channels, *S) with ``padding="same"``;
+        (B, in_channels, *S) -> (B, out_channels, *output_size(S)) with ``padding="valid"``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 2,
+        *,
+        spatial_dims: int = 2,
+        features: Optional[Sequence[int]] = None,
+        base_features: int = 64,
+        depth: int = 4,
+        upsample: str = "transpose",
+        padding: str = "same",
+        norm: Optional[str] = "batch",
+        act: Optional[str] = "relu",
+        bias: bool = True,
+        up_bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if features is None:
+            if depth < 1:
+                raise ValueError(f"depth must be at least 1; got {depth}.")
+            features = [base_features * 2**level for level in range(depth + 1)]
+        features = [int(f) for f in features]
+        if len(features) < 2:
+            raise ValueError(f"features needs at least two levels; got {features}.")
+        if padding not in ("same", "valid"):
+            raise ValueError(f"padding must be 'same' or 'valid'; got {padding!r}.")
+        self.in_channels, self.out_channels, self.spatial_dims = in_channels, out_channels, spatial_dims
+        self.features, self.depth = tuple(features), len(features) - 1
+        self.upsample_mode, self.padding = upsample, padding
+        conv_kwargs = dict(spatial_dims=spatial_dims, padding=padding, norm=norm, act=act, bias=bias)
+
+        # With interpolation the seed halves the bottleneck, so each concat keeps 2 x skip channels.
+        bottom = features[-1] // 2 if upsample == "interp" else features[-1]
+        self.inc = DoubleConv(in_channels, features[0], **conv_kwargs)
+        self.downs = nn.ModuleList(
+            Down(features[level], bottom if level == self.depth - 1 else features[level + 1], **conv_kwargs)
+            for level in range(self.depth)
+        )
+        self.ups = nn.ModuleList()
+        below = bottom
+        for level in reversed(range(self.depth)):
+            if upsample == "interp":
+                out = features[level - 1] if level > 0 else features[0]
+            else:
+                out = features[level]
+            self.ups.append(Up(below, features[level], out, upsample=upsample, up_bias=up_bias, **conv_kwargs))
+            below = out
+        self.head = conv_type(spatial_dims)(features[0], out_channels, kernel_size=1)
+
+    # ----- sizes -------------------------------------------------------------------------
+    def output_size(self, size: int) -> Optional[int]:
+        """Output length of one axis for an input of length ``size``, or ``None`` if it cannot be taken.
+
+        With ``padding="same"`` every length of at least ``2**depth`` works and is kept.
+        With ``padding="valid"`` every DoubleConv trims 4, and each pooling needs an even length.
+        """
+        if self.padding == "same":
+            return size if size >= 2**self.depth else None
+        for _ in range(self.depth):
+            size -= 4
+            if size <= 0 or size % 2:
+                return None
+            size //= 2
+        size -= 4  # bottleneck
+        for _ in range(self.depth):
+            if size <= 0:
+                return None
+            size = size * 2 - 4
+        return size if size > 0 else None
+
+    def valid_sizes(self, start: int = 1, stop: int = 1024) -> list[int]:
+        """Every input length in ``[start, stop)`` that the network can take."""
+        return [s for s in range(start, stop) if self.output_size(s) is not None]
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear ``ValueError`` if ``x`` has the wrong dimensions, channels or size."""
+        check_input(x, model_name=type(self).__name__, spatial_dims=self.spatial_dims, in_channels=self.in_channels)
+        if self.padding == "same":
+            rule = f"With padding='same' and depth {self.depth} every axis needs at least 2**{self.depth} = {2**self.depth} voxels."
+        else:
+            rule = (f"With padding='valid' and depth {self.depth} every conv trims the map and every pooling "
+                    "needs an even size (model.valid_sizes() lists them).")
+        is_valid = lambda s: self.output_size(s) is not None  # noqa: E731
+        check_spatial_size(x.shape[2:], model_name=type(self).__name__, is_valid=is_valid,
+                           nearest=lambda s: nearest_matching(s, is_valid), rule=rule)
+
+    # ----- forward -----------------------------------------------------------------------
+    def forward_features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        """Run the network and return every stage's output by name.
+
+        Keys: ``enc0`` … ``enc{depth-1}`` (the skip sources), ``bottleneck``,
+        ``dec{depth-1}`` … ``dec0`` and ``logits``.
+        """
+        self.check_input(x)
+        feats: OrderedDict[str, torch.Tensor] = OrderedDict()
+        h = self.inc(x)  # (B, F0, *S)
+        skips = [h]
+        feats["enc0"] = h
+        for level, down in enumerate(self.downs, start=1):
+            h = down(h)  # (B, F_level, *S / 2**level)
+            if level < self.depth:
+                skips.append(h)
+                feats[f"enc{level}"] = h
+        feats["bottleneck"] = h
+        for level, up in zip(reversed(range(self.depth)), self.ups):
+            h = up(h, skips[level])  # (B, C_out, *S / 2**level)
+            feats[f"dec{level}"] = h
+        feats["logits"] = self.head(h)  # (B, out_channels, *S)
+        return feats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)["logits"]
+
+    # ----- receptive field ---------------------------------------------------------------
+    def deepest_path(self) -> list[nn.Module]:
+        """The spatial layers along the longest input-to-output path, in order.
+
+        Every shorter path (through a skip) sees a subset of the input that this path sees,
+        so this list determines the receptive field (see ``unet_lessons.viz.receptive_field``).
+        """
+        layers: list[nn.Module] = [m for m in self.inc.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+        for down in self.downs:
+            layers += [m for m in down.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd))]
+        for up in self.ups:
+            layers.append(up.up)
+            layers += [m for m in up.conv.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+        layers.append(self.head)
+        return layers
