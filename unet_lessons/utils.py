@@ -89,22 +89,30 @@ def trace_shapes(model: nn.Module, x: torch.Tensor, *, depth: int = 1) -> list[S
     Args:
         model: any module.
         x: an input batch (a ``"meta"`` tensor works too and costs no compute).
-        depth: how deep in the module tree to record; 1 means the direct children.
+        depth: how deep in the module tree to record; 1 means the direct children
+            (the items of a ``ModuleList`` count as children of its owner).
 
     Returns:
         One :class:`ShapeRecord` per call, in execution order.
     """
     records: list[ShapeRecord] = []
     handles = []
-    for name, module in model.named_modules():
-        if not name or name.count(".") >= depth:
-            continue
 
-        def hook(mod: nn.Module, _inputs: Any, output: Any, name: str = name) -> None:
-            out = output[0] if isinstance(output, (tuple, list)) else output
-            records.append(ShapeRecord(name, type(mod).__name__, tuple(out.shape), count_parameters(mod)))
+    def hook(mod: nn.Module, _inputs: Any, output: Any, name: str) -> None:
+        out = output[0] if isinstance(output, (tuple, list)) else output
+        records.append(ShapeRecord(name, type(mod).__name__, tuple(out.shape), count_parameters(mod)))
 
-        handles.append(module.register_forward_hook(hook))
+    def visit(module: nn.Module, prefix: str, level: int) -> None:
+        for child_name, child in module.named_children():
+            name = f"{prefix}{child_name}"
+            if isinstance(child, (nn.ModuleList, nn.ModuleDict)):
+                visit(child, name + ".", level)  # containers are never called: list their items
+                continue
+            handles.append(child.register_forward_hook(lambda m, i, o, name=name: hook(m, i, o, name)))
+            if level + 1 < depth:
+                visit(child, name + ".", level + 1)
+
+    visit(model, "", 0)
     try:
         with torch.no_grad():
             model(x)

@@ -74,6 +74,8 @@ class Up(nn.Module):
         upsample: ``"transpose"`` (2x2 stride-2 transposed conv to ``skip_channels``
             channels, the paper's "up-convolution") or ``"interp"`` (bi/trilinear, channels kept).
         up_bias: bias of the transposed conv.
+        align_corners: for ``"interp"``; the seed uses ``True``, PyTorch recommends ``False``
+            (pixel centres stay aligned, and every output pixel reads at most two inputs per axis).
         padding: ``"same"`` pads the upsampled map to the skip's size; ``"valid"``
             centre-crops the skip to the upsampled map's size.
         conv_kwargs: ``norm``, ``act``, ``bias`` for the DoubleConv.
@@ -91,6 +93,7 @@ class Up(nn.Module):
         spatial_dims: int = 2,
         upsample: str = "transpose",
         up_bias: bool = True,
+        align_corners: bool = False,
         padding: str = "same",
         **conv_kwargs,
     ) -> None:
@@ -101,7 +104,7 @@ class Up(nn.Module):
             up_channels = skip_channels
         elif upsample == "interp":
             mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[spatial_dims]
-            self.up = nn.Upsample(scale_factor=2, mode=mode, align_corners=True)
+            self.up = nn.Upsample(scale_factor=2, mode=mode, align_corners=align_corners)
             up_channels = in_channels
         else:
             raise ValueError(f"upsample must be 'transpose' or 'interp'; got {upsample!r}.")
@@ -139,6 +142,7 @@ class UNet(nn.Module):
         act: activation name.
         bias: conv bias in the DoubleConvs.
         up_bias: bias of the transposed convs.
+        align_corners: corner alignment of the interpolation (``upsample="interp"`` only).
 
     Shape:
         (B, in_channels, *S) -> (B, out_channels, *S) with ``padding="same"``;
@@ -160,6 +164,7 @@ class UNet(nn.Module):
         act: Optional[str] = "relu",
         bias: bool = True,
         up_bias: bool = True,
+        align_corners: bool = False,
     ) -> None:
         super().__init__()
         if features is None:
@@ -190,7 +195,8 @@ class UNet(nn.Module):
                 out = features[level - 1] if level > 0 else features[0]
             else:
                 out = features[level]
-            self.ups.append(Up(below, features[level], out, upsample=upsample, up_bias=up_bias, **conv_kwargs))
+            self.ups.append(Up(below, features[level], out, upsample=upsample, up_bias=up_bias,
+                               align_corners=align_corners, **conv_kwargs))
             below = out
         self.head = conv_type(spatial_dims)(features[0], out_channels, kernel_size=1)
 

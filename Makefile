@@ -1,0 +1,57 @@
+# unet-lessons: `make lab` opens the lessons, `make test` runs the whole suite.
+# Both create .venv and install the pinned set (requirements.lock) on first use, and
+# reinstall nothing afterwards unless requirements.lock or pyproject.toml changed.
+
+PYTHON ?= python3
+VENV ?= .venv
+PORT ?= 8888
+# CPU=1 installs PyTorch's CPU-only build from PyTorch's own wheel index: laptops
+# without an NVIDIA GPU skip the multi-GB CUDA download that PyPI's Linux torch brings.
+CPU ?= 0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+# Where datasets are found or downloaded to (.ci/run points it at ../shared/data).
+UNET_LESSONS_DATA ?= $(CURDIR)/data
+export UNET_LESSONS_DATA
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH_PIN := $(shell grep -E '^torch==' requirements.lock)
+
+# The notebook tests compare printed numbers exactly, so they run on the CPU with a
+# fixed thread count, offline, whatever the machine has.
+TEST_ENV := UNET_LESSONS_NUM_THREADS=2 UNET_LESSONS_DEVICE=cpu UNET_LESSONS_OFFLINE=1 \
+	CUDA_VISIBLE_DEVICES= PYTHONHASHSEED=0 MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1 \
+	JUPYTER_PLATFORM_DIRS=1
+
+NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	--nbval-cell-timeout=600 -p no:cacheprovider
+
+.PHONY: setup lab test test-unit test-notebooks clean
+
+setup: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.lock pyproject.toml | $(BIN)/python
+ifeq ($(CPU),1)
+	$(BIN)/python -m pip install --index-url $(TORCH_CPU_INDEX) "$(TORCH_PIN)"
+endif
+	$(BIN)/python -m pip install -r requirements.lock
+	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
+	touch $@
+
+lab: setup
+	@echo "Opening JupyterLab on http://localhost:$(PORT)/lab (set PORT=... to change it)"
+	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) --ServerApp.port_retries=0
+
+test: test-unit test-notebooks
+
+test-unit: setup
+	$(TEST_ENV) $(BIN)/python -m pytest tests -p no:cacheprovider
+
+test-notebooks: setup
+	$(TEST_ENV) $(BIN)/python -m pytest $(NBVAL_FLAGS) notebooks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

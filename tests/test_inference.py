@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from unet_lessons.inference import predict_tiled, valid_margin
+from unet_lessons.models import UNet
+
+
+def test_overlap_tiles_match_one_forward_pass_in_the_interior():
+    model = UNet(1, 2, base_features=4, depth=3, norm=None).eval()
+    image = torch.randn(1, 256, 256)
+    full = model(image[None])[0]
+    seams = (predict_tiled(model, image, 64, margin=0, pad_mode="constant") - full).abs()
+    overlap = (predict_tiled(model, image, 64, margin=48, pad_mode="constant") - full).abs()
+    inner = (slice(None), slice(64, 192), slice(64, 192))
+    assert overlap[inner].max() < 1e-5
+    assert seams[inner].max() > 1e-3  # without context the tile edges differ
+
+
+def test_valid_model_tiles_with_its_own_margin():
+    model = UNet(1, 2, base_features=2, padding="valid", norm=None).eval()
+    assert valid_margin(model, 388) == 92
+    out = predict_tiled(model, torch.randn(1, 100, 120), 36)
+    assert out.shape == (2, 100, 120)
+    with pytest.raises(ValueError, match="36, 52"):
+        valid_margin(model, 37)
+    with pytest.raises(ValueError, match="margin"):
+        predict_tiled(model, torch.randn(1, 100, 120), 36, margin=4)
+
+
+def test_tiles_in_3d():
+    model = UNet(1, 3, spatial_dims=3, base_features=2, depth=2).eval()
+    out = predict_tiled(model, torch.randn(1, 20, 24, 16), 8, margin=4)
+    assert out.shape == (3, 20, 24, 16)

@@ -1,0 +1,256 @@
+"""Tests for unet_lessons.losses: our hand-written losses against MONAI, and the U-Net weight map."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceCELoss as MonaiDiceCELoss
+from monai.losses import DiceLoss as MonaiDiceLoss
+from scipy import ndimage
+
+from unet_lessons.losses import DiceCELoss, SoftDiceLoss, one_hot, unet_weight_map, weighted_cross_entropy
+
+SPATIAL = {2: (9, 7), 3: (5, 6, 7)}  # odd, unequal sizes catch axis mix-ups
+NUM_CLASSES = 3
+BATCH = 2
+
+
+def make_case(spatial_dims: int, seed: int = 0, num_classes: int = NUM_CLASSES):
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(BATCH, num_classes, *SPATIAL[spatial_dims], generator=generator, dtype=torch.float64)
+    target = torch.randint(0, num_classes, (BATCH, *SPATIAL[spatial_dims]), generator=generator)
+    return logits, target
+
+
+DICE_GRID = list(itertools.product(
+    (True, False),  # softmax
+    (True, False),  # include_background
+    (True, False),  # batch
+    (True, False),  # squared_pred
+    ((1e-5, 1e-5), (0.0, 1e-3), (1.0, 1.0)),  # (smooth_nr, smooth_dr)
+    (2, 3),  # spatial_dims
+    (False, True),  # target given with a channel axis
+))
+
+
+@pytest.mark.parametrize("softmax,include_background,batch,squared_pred,smooth,spatial_dims,channel_axis", DICE_GRID)
+def test_soft_dice_matches_monai_value_and_gradient(softmax, include_background, batch, squared_pred, smooth,
+                                                    spatial_dims, channel_axis):
+    logits, target = make_case(spatial_dims, seed=spatial_dims)
+    options = dict(include_background=include_background, batch=batch, squared_pred=squared_pred,
+                   smooth_nr=smooth[0], smooth_dr=smooth[1])
+    ours = SoftDiceLoss(softmax=softmax, **options)
+    theirs = MonaiDiceLoss(to_onehot_y=True, softmax=softmax, **options)
+
+    def run(loss, our_target):
+        x = logits.clone().requires_grad_(True)
+        # softmax=False: both losses receive the same probabilities, and the gradient still flows to the logits.
+        value = loss(x if softmax else torch.softmax(x, 1), our_target)
+        (grad,) = torch.autograd.grad(value, x)
+        return value, grad
+
+    our_value, our_grad = run(ours, target[:, None] if channel_axis else target)
+    their_value, their_grad = run(theirs, target[:, None])  # MONAI wants (B, 1, *S)
+    torch.testing.assert_close(our_value, their_value)
+    torch.testing.assert_close(our_grad, their_grad)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("batch", [False, True])
+def test_soft_dice_reductions_and_weights_match_monai(reduction, batch):
+    logits, target = make_case(2, seed=5)
+    weight = [0.5, 2.0, 1.5]
+    for include_background in (True, False):
+        ours = SoftDiceLoss(reduction=reduction, batch=batch, include_background=include_background, weight=weight)
+        # MONAI's DiceLoss wants the weights of the kept classes only.
+        theirs = MonaiDiceLoss(to_onehot_y=True, softmax=True, reduction=reduction, batch=batch,
+                               include_background=include_background,
+                               weight=weight if include_background else weight[1:])
+        our_value, their_value = ours(logits, target), theirs(logits, target[:, None])
+        kept = NUM_CLASSES if include_background else NUM_CLASSES - 1
+        if reduction == "none":
+            assert our_value.shape == ((kept,) if batch else (BATCH, kept))
+            their_value = their_value.reshape(our_value.shape)  # MONAI adds singleton spatial axes
+        torch.testing.assert_close(our_value, their_value)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("include_background,batch,squared_pred", [(True, False, False), (False, True, True),
+                                                                   (False, False, False), (True, True, False)])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_dice_ce_matches_monai(spatial_dims, include_background, batch, squared_pred, weighted, reduction):
+    logits, target = make_case(spatial_dims, seed=11)
+    weight = torch.tensor([0.3, 1.0, 2.5], dtype=torch.float64) if weighted else None
+    options = dict(include_background=include_background, batch=batch, squared_pred=squared_pred,
+                   reduction=reduction, lambda_dice=0.7, lambda_ce=1.3)
+    ours = DiceCELoss(ce_weight=weight, dice_weight=weight, **options)
+    theirs = MonaiDiceCELoss(to_onehot_y=True, softmax=True, weight=weight, **options)
+    x1, x2 = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+    our_value, their_value = ours(x1, target), theirs(x2, target[:, None])
+    torch.testing.assert_close(our_value, their_value)
+    our_value.backward()
+    their_value.backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+
+
+def test_dice_ce_pieces_and_label_smoothing():
+    logits, target = make_case(2, seed=3)
+    weight = torch.tensor([0.3, 1.0, 2.5], dtype=torch.float64)
+    ce_only = DiceCELoss(lambda_dice=0.0, ce_weight=weight)(logits, target)
+    # torch's weighted "mean" divides by the summed weights of the true classes, not by the pixel count.
+    per_pixel = F.cross_entropy(logits, target, reduction="none")
+    torch.testing.assert_close(ce_only, (per_pixel * weight[target]).sum() / weight[target].sum())
+    ours = DiceCELoss(label_smoothing=0.1)(logits, target)
+    theirs = MonaiDiceCELoss(to_onehot_y=True, softmax=True, label_smoothing=0.1)(logits, target[:, None])
+    torch.testing.assert_close(ours, theirs)
+
+
+@pytest.mark.parametrize("include_background", [True, False])
+@pytest.mark.parametrize("batch", [True, False])
+def test_empty_target_and_empty_prediction_give_zero_loss(include_background, batch):
+    target = torch.zeros(2, 8, 8, dtype=torch.long)  # no foreground anywhere
+    probs = one_hot(target, 2)  # and none predicted
+    loss = SoftDiceLoss(softmax=False, include_background=include_background, batch=batch)(probs, target)
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(0.0, abs=1e-12)
+    # Without the numerator smoothing the same correct answer would cost 1 for the empty class.
+    unsmoothed = SoftDiceLoss(softmax=False, include_background=False, smooth_nr=0.0)(probs, target)
+    assert unsmoothed.item() == pytest.approx(1.0)
+    # With logits the empty class is never predicted exactly 0, but confident logits get close, with finite gradients.
+    logits = torch.stack([torch.full((2, 8, 8), 20.0), torch.full((2, 8, 8), -20.0)], dim=1).requires_grad_(True)
+    value = SoftDiceLoss(include_background=include_background, batch=batch)(logits, target)
+    value.backward()
+    assert torch.isfinite(value) and value.item() < 1e-6
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_shape_mismatch_names_the_crop():
+    logits = torch.randn(2, 2, 16, 16)
+    with pytest.raises(ValueError, match="crop the target"):
+        SoftDiceLoss()(logits, torch.zeros(2, 12, 12, dtype=torch.long))
+    with pytest.raises(ValueError, match="batch or spatial"):
+        DiceCELoss()(logits, torch.zeros(3, 1, 16, 16, dtype=torch.long))
+
+
+def test_labels_out_of_range_say_how_to_map_a_255_mask():
+    logits = torch.randn(1, 2, 4, 4)
+    mask = torch.zeros(1, 4, 4, dtype=torch.long)
+    mask[0, :2] = 255
+    with pytest.raises(ValueError, match=r"\[255\].*\(target > 0\)\.long\(\)"):
+        SoftDiceLoss()(logits, mask)
+    with pytest.raises(ValueError, match="outside"):
+        one_hot(torch.tensor([[[-1, 0]]]), 2)
+
+
+def test_non_probabilities_with_softmax_false_suggest_softmax_true():
+    logits, target = make_case(2)
+    with pytest.raises(ValueError, match="softmax=True"):
+        SoftDiceLoss(softmax=False)(logits, target)
+    squashed = torch.sigmoid(logits)  # in [0, 1] but the channels do not sum to 1
+    with pytest.raises(ValueError, match="softmax=True"):
+        SoftDiceLoss(softmax=False)(squashed, target)
+
+
+def test_other_misuse_is_caught():
+    with pytest.raises(ValueError, match="2 output channels"):
+        SoftDiceLoss(include_background=False)(torch.randn(2, 1, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="argmax"):  # a one-hot target
+        SoftDiceLoss()(torch.randn(2, 3, 4, 4), torch.zeros(2, 3, 4, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="smooth_dr"):
+        SoftDiceLoss(smooth_dr=0.0)
+    with pytest.raises(ValueError, match="one weight per class"):
+        SoftDiceLoss(weight=[1.0, 2.0])(torch.randn(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("shape,num_classes,expected", [
+    ((2, 5, 6), 3, (2, 3, 5, 6)),
+    ((2, 1, 5, 6), 3, (2, 3, 5, 6)),
+    ((2, 4, 5, 6), 2, (2, 2, 4, 5, 6)),
+    ((2, 1, 4, 5, 6), 2, (2, 2, 4, 5, 6)),
+])
+def test_one_hot_shapes_and_values(shape, num_classes, expected):
+    target = torch.randint(0, num_classes, shape)
+    encoded = one_hot(target, num_classes)
+    assert encoded.shape == expected and encoded.dtype == torch.float32
+    torch.testing.assert_close(encoded.argmax(1), target.reshape(encoded.argmax(1).shape))
+    assert torch.all(encoded.sum(1) == 1)
+
+
+# ---------------------------------------------------------------- U-Net weight map
+
+
+def two_cells() -> np.ndarray:
+    label = np.zeros((20, 30), dtype=np.int64)
+    label[5:15, 3:11] = 1  # cell A, last column 10
+    label[5:15, 15:23] = 1  # cell B, first column 15: a gap of 4 membrane pixels (columns 11-14)
+    return label
+
+
+def test_weight_map_two_cells_by_hand():
+    label = two_cells()
+    weight = unet_weight_map(label, w0=10.0, sigma=5.0)
+    # Balanced class weights by hand: 160 cell pixels, 440 membrane pixels, 600 in all.
+    w_membrane, w_cell = 600 / (2 * 440), 600 / (2 * 160)
+    # Any gap pixel (r, x) is x - 10 from A and 15 - x from B: d1 + d2 = 5 = gap + 1 (centre-to-centre).
+    expected_gap = w_membrane + 10.0 * math.exp(-(5.0**2) / (2 * 5.0**2))
+    np.testing.assert_allclose(weight[5:15, 11:15], expected_gap, rtol=1e-6)
+    np.testing.assert_allclose(weight[label == 1], w_cell, rtol=1e-6)
+    assert weight[12, 12] > weight[0, 29] > w_membrane - 1e-6  # far corner: small border term only
+    assert weight.dtype == np.float32 and weight.shape == label.shape
+
+
+def test_weight_map_class_weights_none_and_pair():
+    label = two_cells()
+    assert np.all(unet_weight_map(label, class_weights=None)[label == 1] == 1.0)
+    weight = unet_weight_map(label, class_weights=(0.5, 3.0), w0=0.0)
+    assert set(np.unique(weight).tolist()) == {0.5, 3.0}
+
+
+@pytest.mark.parametrize("label", [np.zeros((16, 16), int), np.ones((16, 16), int),
+                                   np.pad(np.ones((6, 6), int), 5)], ids=["no cells", "all cell", "one cell"])
+def test_weight_map_with_fewer_than_two_cells_has_no_border_term(label):
+    weight = unet_weight_map(label)
+    assert np.isfinite(weight).all()
+    # Balanced weights give each present class the same total weight; no border term is added.
+    for value in (0, 1):
+        if (label == value).any():
+            np.testing.assert_allclose(weight[label == value], label.size / (np.unique(label).size * (label == value).sum()))
+
+
+def test_weight_map_cutoff_matches_brute_force():
+    rng = np.random.default_rng(0)
+    label = np.zeros((64, 80), dtype=np.int64)
+    for _ in range(12):
+        r, c = rng.integers(0, 56), rng.integers(0, 72)
+        label[r:r + rng.integers(3, 9), c:c + rng.integers(3, 9)] = 1
+    components, count = ndimage.label(label)
+    assert count >= 3
+    # Brute force: every cell's distance over the whole image, then the two smallest per pixel.
+    distances = np.sort(np.stack([ndimage.distance_transform_edt(components != i) for i in range(1, count + 1)]), 0)
+    sigma, w0 = 3.0, 10.0
+    border = w0 * np.exp(-((distances[0] + distances[1]) ** 2) / (2 * sigma**2))
+    expected = unet_weight_map(label, w0=0.0, sigma=sigma) + np.where(label == 1, 0.0, border)
+    np.testing.assert_allclose(unet_weight_map(label, w0=w0, sigma=sigma), expected, atol=1e-5)
+
+
+def test_weight_map_validation():
+    with pytest.raises(ValueError, match="0/255"):
+        unet_weight_map(np.array([[0, 255], [255, 0]]))
+    with pytest.raises(ValueError, match="2D"):
+        unet_weight_map(np.zeros((2, 4, 4), int))
+
+
+def test_weighted_cross_entropy():
+    logits, target = make_case(2, seed=7)
+    ones = np.ones(SPATIAL[2], dtype=np.float32)  # one map shared by the batch, as NumPy
+    torch.testing.assert_close(weighted_cross_entropy(logits, target, ones), F.cross_entropy(logits, target))
+    weight = torch.rand(BATCH, *SPATIAL[2], dtype=torch.float64)
+    expected = (F.cross_entropy(logits, target, reduction="none") * weight).mean()
+    torch.testing.assert_close(weighted_cross_entropy(logits, target[:, None], weight[:, None]), expected)
+    with pytest.raises(ValueError, match="crop"):
+        weighted_cross_entropy(logits, target, np.ones((3, 3)))

@@ -1,0 +1,104 @@
+"""Whole-image prediction by tiles: the overlap-tile strategy of the U-Net paper.
+
+Ronneberger et al. 2015, Section 2 and Fig. 2: a valid-padded network predicts an output
+tile from a larger input tile, and the missing context at the image border is filled by
+mirroring the image. Tiles then join seamlessly, because every output pixel saw exactly
+the context it would have seen in one huge forward pass. A same-padded network can use the
+same trick with a chosen ``margin``; with ``margin=0`` each tile is zero-padded at its own
+edges and the seams show.
+
+Built in ``notebooks/02_unet.ipynb``. For 3D sliding windows with blending the lessons use
+MONAI's ``sliding_window_inference``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["valid_margin", "predict_tiled"]
+
+
+def valid_margin(model: nn.Module, tile: int) -> int:
+    """Context a valid-padded ``model`` needs on each side to output a ``tile``-long tile.
+
+    Raises:
+        ValueError: if no input length gives exactly ``tile`` outputs, naming tiles that work.
+    """
+    for size in range(tile, tile + 4096):
+        out = model.output_size(size)
+        if out == tile:
+            return (size - tile) // 2
+        if out is not None and out > tile:
+            break
+    workable = [model.output_size(s) for s in model.valid_sizes(1, tile + 1024)]
+    near = sorted({o for o in workable if o}, key=lambda o: abs(o - tile))[:2]
+    raise ValueError(f"no input gives a {tile}-pixel output tile; output tiles that work nearby: {sorted(near)}.")
+
+
+def _pad(x: torch.Tensor, pads: list[int], mode: str) -> torch.Tensor:
+    """``F.pad`` that also mirrors by more than the image size, by reflecting repeatedly."""
+    if mode != "reflect":
+        return F.pad(x, pads, mode=mode)
+    remaining = list(pads)
+    while any(remaining):
+        step = []
+        for i, pad in enumerate(remaining):
+            size = x.shape[-1 - i // 2]
+            step.append(min(pad, size - 1))
+        x = F.pad(x, step, mode="reflect")
+        remaining = [r - s for r, s in zip(remaining, step)]
+    return x
+
+
+@torch.no_grad()
+def predict_tiled(model: nn.Module, image: torch.Tensor, tile: Union[int, Sequence[int]], *,
+                  margin: Optional[Union[int, Sequence[int]]] = None, pad_mode: str = "reflect") -> torch.Tensor:
+    """Predict a whole image tile by tile and stitch the output tiles.
+
+    Args:
+        model: a 2D or 3D network. If it has ``padding == "valid"``, ``margin`` is derived
+            from it (the paper's overlap-tile); otherwise ``margin`` defaults to 0.
+        image: (C, *S) one image or volume, already normalised.
+        tile: output tile size per axis.
+        margin: input context added on each side of every tile.
+        pad_mode: how the image border is extended: ``"reflect"`` (the paper's mirroring)
+            or ``"constant"`` (zeros).
+
+    Returns:
+        Logits (K, *S) for the whole image.
+
+    Shape:
+        (C, *S) -> (K, *S)
+    """
+    model.eval()
+    dims = image.dim() - 1
+    tiles = [tile] * dims if isinstance(tile, int) else list(tile)
+    if getattr(model, "padding", "same") == "valid":
+        if margin is not None:
+            raise ValueError("a valid-padded model fixes its own margin; leave margin=None.")
+        margins = [valid_margin(model, t) for t in tiles]
+    else:
+        margins = [0] * dims if margin is None else ([margin] * dims if isinstance(margin, int) else list(margin))
+    sizes = list(image.shape[1:])
+    # Pad the far end up to a whole number of tiles, and every side by the margin.
+    extra = [(-s) % t for s, t in zip(sizes, tiles)]
+    pads: list[int] = []
+    for m, e in zip(reversed(margins), reversed(extra)):
+        pads += [m, m + e]
+    device = next(model.parameters()).device
+    padded = _pad(image[None], pads, pad_mode).to(device)  # (1, C, *(S + extra + 2m))
+    output: Optional[torch.Tensor] = None
+    for starts in itertools.product(*(range(0, s + e, t) for s, e, t in zip(sizes, extra, tiles))):
+        window = tuple(slice(a, a + t + 2 * m) for a, t, m in zip(starts, tiles, margins))
+        logits = model(padded[(slice(None), slice(None), *window)])[0]  # (K, *tile_in or *tile)
+        if getattr(model, "padding", "same") != "valid":
+            logits = logits[(slice(None), *(slice(m, m + t) for m, t in zip(margins, tiles)))]
+        if output is None:
+            output = torch.empty((logits.shape[0], *(s + e for s, e in zip(sizes, extra))), dtype=logits.dtype)
+        output[(slice(None), *(slice(a, a + t) for a, t in zip(starts, tiles)))] = logits.cpu()
+    return output[(slice(None), *(slice(0, s) for s in sizes))]
