@@ -141,10 +141,10 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
         if config.grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
-        scheduler.step()
         history["step"].append(step)
         history["loss"].append(loss.item())
-        history["lr"].append(optimizer.param_groups[0]["lr"])
+        history["lr"].append(optimizer.param_groups[0]["lr"])  # the rate this step used
+        scheduler.step()
         if config.collapse_check and step > config.steps // 4:
             # Three collapsed batches in a row past the first quarter is no longer a warm-up blip.
             message = collapse_message(logits.detach().argmax(1), y)

@@ -1,0 +1,121 @@
+import warnings
+
+import pytest
+import torch
+
+from unet_lessons.losses import DiceCELoss
+from unet_lessons.metrics import dice_per_class
+from unet_lessons.models import UNet
+from unet_lessons.train import (
+    PredictionCollapseWarning,
+    TrainConfig,
+    collapse_message,
+    evaluate,
+    fit,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+
+def _one_batch():
+    """Two blobs on noise: a fixed batch that a small U-Net can overfit."""
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    labels = torch.stack([((yy - 10) ** 2 + (xx - 12) ** 2 < 40).long(), ((yy - 20) ** 2 + (xx - 18) ** 2 < 60).long()])
+    images = labels[:, None].float() + 0.3 * torch.randn(2, 1, 32, 32, generator=g)
+    return images, labels
+
+
+def _repeat(batch):
+    while True:
+        yield batch
+
+
+def test_fit_overfits_one_batch():
+    torch.manual_seed(0)
+    images, labels = _one_batch()
+    model = UNet(1, 2, base_features=8, depth=2)
+    history = fit(model, _repeat((images, labels)), DiceCELoss(), TrainConfig(steps=200, lr=1e-2, progress=False, device="cpu"))
+    assert len(history["loss"]) == 200 and history["loss"][-1] < history["loss"][0]
+    prediction = model.eval()(images).argmax(1)
+    assert dice_per_class(prediction, labels, 2)[1] > 0.95
+
+
+def test_fit_runs_validation_and_records_it():
+    images, labels = _one_batch()
+    model = UNet(1, 2, base_features=4, depth=1)
+    calls = []
+
+    def val_fn(m):
+        calls.append(m.training)
+        return {"dice": 0.5}
+
+    history = fit(model, _repeat((images, labels)), DiceCELoss(),
+                  TrainConfig(steps=10, eval_every=4, progress=False, device="cpu"), val_fn=val_fn)
+    assert history["val_step"] == [4, 8, 10] and history["val_dice"] == [0.5] * 3
+    assert history["lr"][0] < history["lr"][2]  # one-cycle warm-up
+
+
+def test_collapse_message_names_the_usual_causes():
+    assert collapse_message(torch.zeros(4, 4, dtype=torch.long), torch.eye(4, dtype=torch.long)) is not None
+    assert "0/255" in collapse_message(torch.zeros(4, 4, dtype=torch.long), torch.eye(4, dtype=torch.long))
+    assert collapse_message(torch.eye(4, dtype=torch.long), torch.eye(4, dtype=torch.long)) is None
+
+
+def test_fit_warns_when_predictions_collapse():
+    images, labels = _one_batch()
+    model = UNet(1, 2, base_features=4, depth=1)
+    with torch.no_grad():  # a head that always says class 0
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([100.0, -100.0]))
+    model.head.requires_grad_(False)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.inc.conv1.conv.weight.requires_grad_(True)
+    with pytest.warns(PredictionCollapseWarning, match="all-black"):
+        fit(model, _repeat((images, labels)), DiceCELoss(), TrainConfig(steps=12, progress=False, device="cpu"))
+
+
+def test_fit_does_not_warn_when_learning():
+    images, labels = _one_batch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PredictionCollapseWarning)
+        fit(UNet(1, 2, base_features=8, depth=2), _repeat((images, labels)), DiceCELoss(),
+            TrainConfig(steps=60, lr=1e-2, progress=False, device="cpu"))
+
+
+def test_evaluate_reports_named_metrics_and_warns_on_collapse():
+    images, labels = _one_batch()
+    model = UNet(1, 2, base_features=4, depth=1)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([5.0, -5.0]))
+    with pytest.warns(PredictionCollapseWarning):
+        report = evaluate(model, images, labels, class_names=["background", "blob"])
+    assert report["background Dice"] > 0.5 and report["blob Dice"] == 0.0
+    assert report["pixel error"] == pytest.approx(labels.float().mean().item())
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = UNet(1, 2, base_features=4, depth=2)
+    config = TrainConfig(steps=3)
+    path = save_checkpoint(tmp_path / "ckpt" / "unet.pt", model, model_name="unet",
+                           model_kwargs=dict(in_channels=1, out_channels=2, base_features=4, depth=2),
+                           config=config, history={"loss": [1.0]})
+    assert [p.name for p in path.parent.iterdir()] == ["unet.pt"]  # no temporary left behind
+    rebuilt, checkpoint = load_checkpoint(path)
+    x = torch.randn(1, 1, 16, 16)
+    assert torch.equal(rebuilt.eval()(x), model.eval()(x))
+    assert checkpoint["config"]["steps"] == 3 and checkpoint["history"]["loss"] == [1.0]
+    loaded, _ = load_checkpoint(path, UNet(1, 2, base_features=4, depth=2))
+    assert torch.equal(loaded.eval()(x), model(x))
+
+
+def test_bad_optimizer_and_schedule_are_named():
+    images, labels = _one_batch()
+    with pytest.raises(ValueError, match="optimizer"):
+        fit(UNet(1, 2, base_features=2, depth=1), _repeat((images, labels)), DiceCELoss(),
+            TrainConfig(steps=1, optimizer="lbfgs", progress=False))
+    with pytest.raises(ValueError, match="schedule"):
+        fit(UNet(1, 2, base_features=2, depth=1), _repeat((images, labels)), DiceCELoss(),
+            TrainConfig(steps=1, schedule="cosine", progress=False))
