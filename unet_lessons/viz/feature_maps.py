@@ -9,7 +9,6 @@ lesson can show edges at ``enc0``, blobs at the bottleneck and the class evidenc
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from typing import Mapping, Optional, Sequence, Union
 
@@ -129,7 +128,7 @@ def plot_feature_maps(
 
     rows = len(arrays)
     cols = max(1, min(num_channels, max(a.shape[0] for a in arrays.values())))
-    panel = min(1.7, 11.0 / (cols + 0.5), max(0.95, 9.5 / rows))
+    panel = min(1.7, 11.0 / (cols + 0.5), max(0.9, 8.5 / rows))
     fig = Figure(figsize=(panel * (cols + 0.5), panel * rows + 0.6), dpi=100, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     for row, (name, array) in enumerate(arrays.items()):
@@ -138,7 +137,7 @@ def plot_feature_maps(
             depth = array.shape[1]
             index = depth // 2 if slice_index is None else min(depth - 1, int((slice_index + 0.5) * depth / reference_depth))
             array = array[:, index]
-            label += f"\nslice {index}/{depth}"
+            label += f"\nD slice {index} of {depth}"
         chosen = top_variance_channels(array, min(cols, array.shape[0]))
         for col in range(cols):
             ax = axes[row, col]
@@ -152,6 +151,6 @@ def plot_feature_maps(
             ax.set_title(f"ch {channel}", fontsize=8, pad=2)
         axes[row, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center", labelpad=4)
     where = "middle D slice, " if depths and slice_index is None else ""
-    fig.suptitle(f"{title} (sample {sample}; {where}the {cols} channels with the largest spatial variance, "
-                 "each panel scaled to its own range)", fontsize=10)
+    fig.suptitle(f"{title}: sample {sample}, {where}the {cols} channels with the largest spatial variance\n"
+                 "(each panel scaled to its own range)", fontsize=10)
     return fig

@@ -68,7 +68,7 @@ def figure_to_png(fig: Figure, *, dpi: Optional[float] = None) -> bytes:
     """
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     buffer = io.BytesIO()
-    canvas.print_png(buffer, dpi=dpi if dpi is not None else fig.dpi)
+    canvas.print_figure(buffer, format="png", dpi=dpi if dpi is not None else fig.dpi)
     return buffer.getvalue()
 
 
@@ -114,7 +114,17 @@ def _overlay(classes: np.ndarray, coloured: Sequence[int], alpha: float) -> np.n
 
 
 def error_map(label: np.ndarray, prediction: np.ndarray, foreground: int = 1) -> np.ndarray:
-    """RGBA (H, W, 4) of the ``foreground`` class: FP magenta, FN cyan, the rest transparent."""
+    """The errors of one class as an RGBA image for ``imshow``.
+
+    Args:
+        label: integer class map (H, W).
+        prediction: integer class map (H, W).
+        foreground: the class scored.
+
+    Returns:
+        (H, W, 4) floats: false positives magenta, false negatives cyan (both at alpha 0.9),
+        every correct pixel fully transparent.
+    """
     label_fg, pred_fg = label == foreground, prediction == foreground
     rgba = np.zeros((*label.shape, 4))
     rgba[pred_fg & ~label_fg] = (*FP_COLOUR, _ERROR_ALPHA)
@@ -185,7 +195,7 @@ def show_segmentation(
 
     rows, cols = images.shape[0], len(panels)
     height, width = images.shape[1:]
-    panel = min(3.2, MAX_WIDTH / cols)
+    panel = min(3.2, MAX_WIDTH / cols, 9.0 / rows * width / height)
     fig = Figure(figsize=(panel * cols, panel * height / width * rows + 0.9 + 0.3 * (title is not None)),
                  dpi=100, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
@@ -222,6 +232,9 @@ def show_segmentation(
     if labels is not None or predictions is not None:
         handles += [Patch(facecolor=(*class_colour(c), alpha), edgecolor=class_colour(c), label=names[c])
                     for c in coloured]
+        if num_classes <= 2:
+            handles += [Patch(facecolor="none", edgecolor="0.5", label=f"{names[c]} (no tint)")
+                        for c in range(num_classes) if c not in coloured]
     if with_errors:
         handles += [Patch(facecolor=FP_COLOUR, label=f"FP: predicted {fg_name}, labelled not"),
                     Patch(facecolor=FN_COLOUR, label=f"FN: labelled {fg_name}, predicted not")]

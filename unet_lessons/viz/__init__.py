@@ -1,0 +1,30 @@
+"""Figures for the lessons, drawn with matplotlib's object API and never with ``pyplot``.
+
+JupyterLab runs widget callbacks on a separate kernel thread, where ``pyplot``'s global
+state is not thread-safe (see ``STYLE.md``); every function here therefore builds a
+:class:`matplotlib.figure.Figure` directly and returns it. It shows inline when it is the
+last value of a cell, and :func:`figure_to_png` turns it into PNG bytes for widgets.
+
+Modules: ``plots`` (segmentations and their errors, training curves, image grids),
+``feature_maps`` (intermediate maps of a network), ``diagram`` (the U-Net drawn from the
+model's real shapes) and ``receptive_field``.
+"""
+
+from .diagram import draw_unet, meta_copy, unet_diagram_data
+from .feature_maps import feature_maps, plot_feature_maps, top_variance_channels
+from .plots import error_map, figure_to_png, plot_history, show_images, show_segmentation
+
+__all__ = [
+    "draw_unet",
+    "error_map",
+    "feature_maps",
+    "figure_to_png",
+    "meta_copy",
+    "plot_feature_maps",
+    "plot_history",
+    "show_images",
+    "show_segmentation",
+    "top_variance_channels",
+    "unet_diagram_data",
+]
+from .receptive_field import *  # noqa: F401,F403

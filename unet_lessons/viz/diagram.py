@@ -1,0 +1,367 @@
+"""The U-Net architecture diagram, drawn from the model's real shapes.
+
+Ronneberger et al. (2015) explain the network with one figure (Fig. 1): a U of boxes,
+one per multi-channel feature map, labelled with its channels and size, joined by
+coloured arrows. :func:`draw_unet` draws that figure for any configured ``UNet``:
+the shapes come from running ``forward_features`` on the ``"meta"`` device, which
+propagates shapes without computing anything, so the 572×572 paper network takes a few
+milliseconds and the diagram can never disagree with the code. Built in
+``notebooks/02_unet.ipynb``.
+
+Layout (as in the paper): row ``l`` holds level ``l``. On the encoder side a row shows
+the stage input (the image, or the max-pooled map) and, after the double conv, the stage
+output; on the decoder side the concatenation (white: copied encoder map, blue: the
+upsampled map) and the stage output. Box height grows with log2 of the spatial size,
+box width with log2 of the channels.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyArrowPatch, Rectangle
+
+__all__ = ["unet_diagram_data", "draw_unet", "meta_copy"]
+
+# Colours of the paper's Fig. 1.
+CONV_COLOUR = "#1f5fbf"   # blue: conv 3x3, ReLU
+POOL_COLOUR = "#d62728"   # red: max-pool
+UP_COLOUR = "#2ca02c"     # green: up-conv
+SKIP_COLOUR = "#7f7f7f"   # grey: copy (and crop)
+HEAD_COLOUR = "#17becf"   # teal: conv 1x1
+MAP_FILL, MAP_EDGE = "#9ecae1", "#2b5d8a"
+INPUT_FILL, OUTPUT_FILL = "#d9d9d9", "#fdd0a2"
+
+# Geometry, in inches (the axes use one data unit per inch).
+_GAP = 0.32        # length of a conv arrow between two boxes of a row
+_SKIP_MIN = 0.9   # shortest skip arrow, room for its label
+_BAND = 0.46       # vertical room between rows, for labels and the pool/up arrows
+_FONT = 7
+
+
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose parameters and buffers live on the ``"meta"`` device.
+
+    Unlike ``copy.deepcopy(model).to("meta")`` it never copies the weights, so it is
+    instant even for the 31M-parameter paper network.
+    """
+    memo: dict = {}
+    for parameter in model.parameters():
+        memo[id(parameter)] = nn.Parameter(torch.empty_like(parameter, device="meta"),
+                                           requires_grad=parameter.requires_grad)
+    for buffer in model.buffers():
+        memo[id(buffer)] = torch.empty_like(buffer, device="meta")
+    return copy.deepcopy(model, memo)
+
+
+def _full_shape(model: nn.Module, input_shape: Sequence[int]) -> tuple[int, ...]:
+    shape = tuple(int(s) for s in input_shape)
+    spatial_dims = getattr(model, "spatial_dims", len(shape) - 2)
+    if len(shape) == spatial_dims:
+        shape = (1, getattr(model, "in_channels", 1)) + shape
+    elif len(shape) == spatial_dims + 1:
+        shape = (1,) + shape
+    if len(shape) != spatial_dims + 2:
+        raise ValueError(f"input_shape {tuple(input_shape)} does not fit a {spatial_dims}D model; "
+                         f"give (B, C, *S) or the spatial size only.")
+    return shape
+
+
+_POOLS = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)
+_UPS = (nn.modules.conv._ConvTransposeNd, nn.Upsample)
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, nn.LayerNorm)
+
+
+def unet_diagram_data(model: nn.Module, input_shape: Sequence[int]) -> list[dict]:
+    """The shapes of every U-Net stage for one input shape, computed on the meta device.
+
+    Args:
+        model: a U-Net with ``forward_features`` returning ``enc0`` … ``enc{depth-1}``,
+            ``bottleneck``, ``dec{depth-1}`` … ``dec0``, ``logits``.
+        input_shape: ``(B, C, *S)``, or just the spatial size ``S``.
+
+    Returns:
+        One dict per stage, in the order of ``forward_features``, with keys ``name``,
+        ``channels``, ``spatial`` (tuple), ``column`` (``"encoder"``, ``"bottleneck"``,
+        ``"decoder"`` or ``"head"``), ``level`` (0 = full resolution; the bottleneck is at
+        ``depth``), and the map the stage's convs start from: ``in_channels`` and
+        ``in_spatial`` (the input image for ``enc0``, the pooled map for deeper encoder
+        stages and the bottleneck, the concatenation for decoder stages, ``dec0`` for the
+        head). Decoder stages also give ``skip_channels`` and ``up_channels`` (the two
+        parts of the concatenation) and ``up_spatial`` (the upsampled map before it is
+        padded or the skip is cropped to match).
+    """
+    shape = _full_shape(model, input_shape)
+    meta = meta_copy(model).eval()
+    resampled: list[tuple[str, tuple[int, ...]]] = []
+
+    def record(module, _inputs, output):
+        resampled.append(("pool" if isinstance(module, _POOLS) else "up", tuple(output.shape)))
+
+    for module in meta.modules():
+        if isinstance(module, _POOLS + _UPS):
+            module.register_forward_hook(record)
+    with torch.no_grad():
+        features = meta.forward_features(torch.empty(shape, device="meta"))
+    pooled = [s for kind, s in resampled if kind == "pool"]
+    upsampled = [s for kind, s in resampled if kind == "up"]
+
+    depth = sum(1 for name in features if re.fullmatch(r"enc\d+", name))
+    padding = getattr(model, "padding", "same")
+    stages: list[dict] = []
+    by_name: dict[str, dict] = {}
+    previous: Optional[dict] = None
+    for name, tensor in features.items():
+        channels, spatial = int(tensor.shape[1]), tuple(int(s) for s in tensor.shape[2:])
+        stage = {"name": name, "channels": channels, "spatial": spatial}
+        encoder, decoder = re.fullmatch(r"enc(\d+)", name), re.fullmatch(r"dec(\d+)", name)
+        if encoder or name == "bottleneck":
+            level = int(encoder.group(1)) if encoder else depth
+            stage.update(column="encoder" if encoder else "bottleneck", level=level)
+            if level == 0:
+                stage.update(in_channels=shape[1], in_spatial=tuple(shape[2:]))
+            else:
+                below = pooled[level - 1][2:] if len(pooled) == depth else tuple(s // 2 for s in previous["spatial"])
+                stage.update(in_channels=previous["channels"], in_spatial=tuple(below))
+        elif decoder:
+            level = int(decoder.group(1))
+            skip = by_name[f"enc{level}"]
+            index = depth - 1 - level
+            if len(upsampled) == depth:
+                up_channels, up_spatial = upsampled[index][1], tuple(upsampled[index][2:])
+            else:  # not a U-Net we know: assume channels kept and the size doubled
+                up_channels, up_spatial = previous["channels"], tuple(2 * s for s in previous["spatial"])
+            concat = up_spatial if padding == "valid" else skip["spatial"]
+            stage.update(column="decoder", level=level, in_channels=skip["channels"] + up_channels,
+                         in_spatial=tuple(concat), skip_channels=skip["channels"], up_channels=up_channels,
+                         up_spatial=up_spatial)
+        elif name == "logits":
+            stage.update(column="head", level=0, in_channels=previous["channels"], in_spatial=previous["spatial"])
+        else:
+            raise ValueError(f"unexpected feature map {name!r}: draw_unet knows enc*, bottleneck, dec*, logits.")
+        stages.append(stage)
+        by_name[name] = stage
+        previous = stage
+    return stages
+
+
+# ----- drawing -------------------------------------------------------------------------------
+def _size_text(spatial: Sequence[int]) -> str:
+    if len(set(spatial)) == 1:
+        return f"{spatial[0]}{'²' if len(spatial) == 2 else '³' if len(spatial) == 3 else ''}"
+    return "×".join(str(s) for s in spatial)
+
+
+def _height(spatial: Sequence[int]) -> float:
+    mean = math.exp(sum(math.log(max(s, 1)) for s in spatial) / len(spatial))
+    return max(0.14, 0.09 * math.log2(max(mean, 2)))
+
+
+def _width(channels: int) -> float:
+    return 0.05 + 0.035 * math.log2(max(channels, 1))
+
+
+def _describe(model: nn.Module, spatial_dims: int) -> dict[str, str]:
+    """Legend texts read from the model's modules (kernel sizes, norm, activation)."""
+    cube = lambda k: "×".join([str(k)] * spatial_dims)  # noqa: E731
+    stage = getattr(model, "inc", model)
+    convs = [m for m in stage.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    kernel = convs[0].kernel_size[0] if convs else 3
+    parts = [f"{len(convs) if convs else 2}× conv {cube(kernel)}"]
+    if getattr(model, "padding", None) == "valid":
+        parts[0] += " (unpadded)"
+    norms = sorted({re.sub(r"\d+d$", "", type(m).__name__) for m in stage.modules() if isinstance(m, _NORMS)})
+    acts = sorted({type(m).__name__ for m in stage.modules()
+                   if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU))})
+    conv = ", ".join(parts + norms + acts)
+    pools = [m for m in model.modules() if isinstance(m, _POOLS)]
+    pool_kernel = pools[0].kernel_size if pools else 2
+    pool_kernel = pool_kernel if isinstance(pool_kernel, int) else pool_kernel[0]
+    pool = f"{'max' if not pools or isinstance(pools[0], nn.modules.pooling._MaxPoolNd) else 'avg'}-pool {cube(pool_kernel)}"
+    if getattr(model, "upsample_mode", "transpose") == "transpose":
+        up = f"up-conv {cube(2)}"
+    else:
+        up = {1: "linear ×2", 2: "bilinear ×2", 3: "trilinear ×2"}[spatial_dims]
+    return {"conv": conv, "pool": pool, "up": up, "head": f"conv {cube(1)}"}
+
+
+def _arrow(ax, start, end, colour, lw=1.6) -> None:
+    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>,head_length=0.45,head_width=0.22", mutation_scale=12,
+                                 color=colour, lw=lw, shrinkA=0, shrinkB=0, zorder=3))
+
+
+class _Box:
+    def __init__(self, x: float, y: float, width: float, height: float) -> None:
+        self.x, self.y, self.width, self.height = x, y, width, height  # y = vertical centre
+
+    @property
+    def right(self) -> float:
+        return self.x + self.width
+
+    @property
+    def centre(self) -> float:
+        return self.x + self.width / 2
+
+    @property
+    def top(self) -> float:
+        return self.y + self.height / 2
+
+    @property
+    def bottom(self) -> float:
+        return self.y - self.height / 2
+
+
+def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[str] = None) -> Figure:
+    """Draw the U-Net of ``model`` for ``input_shape`` in the style of the paper's Fig. 1.
+
+    Args:
+        model: a U-Net (see :func:`unet_diagram_data`); its ``padding`` and
+            ``upsample_mode`` choose the arrow labels.
+        input_shape: ``(B, C, *S)`` or the spatial size ``S``.
+        title: figure title; default e.g. ``"UNet, depth 4, padding='valid', input 572×572"``.
+
+    Every box is one feature map, labelled with its channels and spatial size. Arrows:
+    blue = the double conv of a stage, red = pooling, green = upsampling, grey = skip
+    connection ("copy and crop" when the decoder map is smaller than the encoder map,
+    as with valid padding, else "copy"), teal = the 1×1 conv head.
+    """
+    stages = unet_diagram_data(model, input_shape)
+    shape = _full_shape(model, input_shape)
+    spatial_dims = len(shape) - 2
+    by_name = {s["name"]: s for s in stages}
+    depth = by_name["bottleneck"]["level"]
+    text = _describe(model, spatial_dims)
+
+    # Vertical position of each row: rows are as tall as their tallest box.
+    row_height = [0.0] * (depth + 1)
+    for s in stages:
+        row_height[s["level"]] = max(row_height[s["level"]], _height(s["spatial"]), _height(s["in_spatial"]))
+    row_y = [0.0]
+    for level in range(1, depth + 1):
+        row_y.append(row_y[-1] - row_height[level - 1] / 2 - _BAND - row_height[level] / 2)
+
+    def box(x: float, level: int, channels: int, spatial: Sequence[int]) -> _Box:
+        return _Box(x, row_y[level], _width(channels), _height(spatial))
+
+    # Encoder: the stage input (image or pooled map), a conv arrow, the stage output.
+    boxes: dict[str, _Box] = {}
+    enc0 = by_name["enc0"]
+    boxes["input"] = box(0.0, 0, enc0["in_channels"], enc0["in_spatial"])
+    boxes["enc0"] = box(boxes["input"].right + _GAP, 0, enc0["channels"], enc0["spatial"])
+    for level in range(1, depth + 1):
+        stage = by_name["bottleneck" if level == depth else f"enc{level}"]
+        above = boxes[f"enc{level - 1}"]
+        pooled = box(0.0, level, stage["in_channels"], stage["in_spatial"])
+        pooled.x = above.centre - pooled.width / 2  # straight below: the pool arrow is vertical
+        boxes[f"pool{level}"] = pooled
+        if level < depth:
+            boxes[f"enc{level}"] = box(pooled.right + _GAP, level, stage["channels"], stage["spatial"])
+
+    # Decoder, bottom up: the upsampled part of each concatenation sits straight above the stage below.
+    bottleneck = by_name["bottleneck"]
+    for level in reversed(range(depth)):
+        stage = by_name[f"dec{level}"]
+        skip_width, up_width = _width(stage["skip_channels"]), _width(stage["up_channels"])
+        left_min = boxes[f"enc{level}"].right + _SKIP_MIN
+        if level == depth - 1:
+            left = max(left_min, boxes[f"pool{depth}"].right + _GAP + _width(bottleneck["channels"]) / 2
+                       - up_width / 2 - skip_width)
+            up_centre = left + skip_width + up_width / 2
+            boxes["bottleneck"] = box(up_centre - _width(bottleneck["channels"]) / 2, depth,
+                                      bottleneck["channels"], bottleneck["spatial"])
+        else:
+            below = boxes[f"dec{level + 1}"]
+            left = max(left_min, below.centre - up_width / 2 - skip_width)
+        boxes[f"skip{level}"] = _Box(left, row_y[level], skip_width, _height(stage["in_spatial"]))
+        boxes[f"up{level}"] = _Box(left + skip_width, row_y[level], up_width, _height(stage["in_spatial"]))
+        boxes[f"dec{level}"] = box(boxes[f"up{level}"].right + _GAP, level, stage["channels"], stage["spatial"])
+    logits = by_name["logits"]
+    boxes["logits"] = box(boxes["dec0"].right + _GAP + 0.12, 0, logits["channels"], logits["spatial"])
+
+    # Figure size from the extent of the drawing (one data unit = one inch).
+    label_room = 0.55
+    x_min, x_max = -label_room, boxes["logits"].right + label_room
+    y_max = boxes["enc0"].top + 0.35
+    y_min = min(b.bottom for b in boxes.values()) - 0.35
+    width_in, height_in = x_max - x_min, y_max - y_min
+    fig_width = min(12.0, max(6.0, width_in + 0.3))  # at least as wide as a 3-column legend
+    columns = 5 if fig_width >= 8.5 else 3
+    fig = Figure(figsize=(fig_width, height_in + 0.9 + 0.2 * math.ceil(5 / columns)), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_xlim(x_min, x_max)
+    ax.set_ylim(y_min, y_max)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+
+    def rect(b: _Box, fill: str, edge: str = MAP_EDGE) -> None:
+        ax.add_patch(Rectangle((b.x, b.bottom), b.width, b.height, facecolor=fill, edgecolor=edge, lw=0.8, zorder=2))
+
+    def label(b: _Box, channels: str, spatial: Sequence[int], where: str) -> None:
+        words = f"{channels}\n{_size_text(spatial)}"
+        if where == "above":
+            ax.text(b.centre, b.top + 0.03, words, ha="center", va="bottom", fontsize=_FONT, linespacing=1.05)
+        elif where == "below":
+            ax.text(b.centre, b.bottom - 0.03, words, ha="center", va="top", fontsize=_FONT, linespacing=1.05)
+        elif where == "left":
+            ax.text(b.x - 0.05, b.y, words, ha="right", va="center", fontsize=_FONT, linespacing=1.05)
+        else:
+            ax.text(b.right + 0.05, b.y, words, ha="left", va="center", fontsize=_FONT, linespacing=1.05)
+
+    # Boxes and their labels: each label goes on the side no arrow uses.
+    rect(boxes["input"], INPUT_FILL, "#555555")
+    label(boxes["input"], str(enc0["in_channels"]), enc0["in_spatial"], "left")
+    ax.text(boxes["input"].centre, boxes["input"].bottom - 0.04, "input", ha="center", va="top",
+            fontsize=_FONT, style="italic")
+    for level in range(depth + 1):
+        name = "bottleneck" if level == depth else f"enc{level}"
+        stage = by_name[name]
+        rect(boxes[name], MAP_FILL)
+        label(boxes[name], str(stage["channels"]), stage["spatial"], "below" if level == depth else "above")
+        start = boxes["input"] if level == 0 else boxes[f"pool{level}"]
+        if level > 0:
+            rect(start, MAP_FILL)
+            label(start, str(stage["in_channels"]), stage["in_spatial"], "below")
+            above = boxes[f"enc{level - 1}"]
+            _arrow(ax, (above.centre, above.bottom), (above.centre, start.top), POOL_COLOUR)
+        _arrow(ax, (start.right, start.y), (boxes[name].x, boxes[name].y), CONV_COLOUR)
+    for level in range(depth):
+        stage, skip, up, dec = by_name[f"dec{level}"], boxes[f"skip{level}"], boxes[f"up{level}"], boxes[f"dec{level}"]
+        rect(skip, "white", SKIP_COLOUR)
+        rect(up, MAP_FILL)
+        rect(dec, MAP_FILL)
+        joined = _Box(skip.x, skip.y, skip.width + up.width, skip.height)
+        label(joined, f"{stage['skip_channels']}+{stage['up_channels']}", stage["in_spatial"], "above")
+        label(dec, str(stage["channels"]), stage["spatial"], "below")
+        below = boxes["bottleneck" if level == depth - 1 else f"dec{level + 1}"]
+        _arrow(ax, (below.centre, below.top), (up.centre, up.bottom), UP_COLOUR)
+        _arrow(ax, (up.right, up.y), (dec.x, dec.y), CONV_COLOUR)
+        encoder = boxes[f"enc{level}"]
+        cropped = tuple(stage["in_spatial"]) != tuple(by_name[f"enc{level}"]["spatial"])
+        _arrow(ax, (encoder.right, encoder.y), (skip.x, skip.y), SKIP_COLOUR, lw=1.3)
+        ax.text((encoder.right + skip.x) / 2, encoder.y + 0.03, "copy and crop" if cropped else "copy",
+                ha="center", va="bottom", fontsize=_FONT, color="#404040")
+    rect(boxes["logits"], OUTPUT_FILL, "#a0522d")
+    label(boxes["logits"], str(logits["channels"]), logits["spatial"], "right")
+    ax.text(boxes["logits"].centre, boxes["logits"].bottom - 0.04, "output", ha="center", va="top",
+            fontsize=_FONT, style="italic")
+    _arrow(ax, (boxes["dec0"].right, boxes["dec0"].y), (boxes["logits"].x, boxes["logits"].y), HEAD_COLOUR)
+
+    any_crop = any(tuple(s["in_spatial"]) != tuple(by_name[f"enc{s['level']}"]["spatial"])
+                   for s in stages if s["column"] == "decoder")
+    handles = [Line2D([], [], color=c, lw=2, label=t) for c, t in [
+        (CONV_COLOUR, text["conv"]), (POOL_COLOUR, text["pool"]), (UP_COLOUR, text["up"]),
+        (SKIP_COLOUR, "copy and crop" if any_crop else "copy"), (HEAD_COLOUR, text["head"])]]
+    fig.legend(handles=handles, loc="outside lower center", ncol=columns, fontsize=8,
+               frameon=False)
+    if title is None:
+        title = (f"{type(model).__name__}, depth {depth}, padding={getattr(model, 'padding', 'same')!r}, "
+                 f"input {'×'.join(str(s) for s in shape[2:])}")
+    fig.suptitle(title, fontsize=11)
+    return fig
