@@ -1,0 +1,1 @@
+"""Solutions to the lessons' exercises: one module per lesson, one function per exercise."""

@@ -1,0 +1,37 @@
+"""The exercise solutions in notebooks/solutions/ must be right, not just run."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "notebooks"))
+
+from solutions import lesson02  # noqa: E402
+
+from unet_lessons.models import UNet  # noqa: E402
+from unet_lessons.viz import layer_specs, textbook_receptive_field  # noqa: E402
+
+
+def test_lesson02_valid_sizes():
+    expected = UNet(1, 2, depth=3, padding="valid").valid_sizes(60, 400)
+    assert lesson02.valid_sizes_depth3(60, 400) == expected and expected
+
+
+def test_lesson02_textbook_field():
+    specs = layer_specs(UNet(1, 2, depth=3, padding="valid").deepest_path())
+    assert lesson02.textbook_field_depth3() == textbook_receptive_field(specs)[-1]["r"]
+
+
+def test_lesson02_weighted_cross_entropy():
+    assert lesson02.check_weighted_cross_entropy(0) and lesson02.check_weighted_cross_entropy(1)
+    # A uniform weight of one is plain cross-entropy.
+    logits, target = torch.randn(1, 2, 8, 8), torch.randint(0, 2, (1, 8, 8))
+    torch.testing.assert_close(lesson02.pixel_weighted_cross_entropy(logits, target, torch.ones(1, 8, 8)),
+                               torch.nn.functional.cross_entropy(logits, target))
+
+
+def test_lesson02_dice_iou():
+    g = torch.Generator().manual_seed(0)
+    prediction, target = torch.randint(0, 3, (2, 32, 32), generator=g), torch.randint(0, 3, (2, 32, 32), generator=g)
+    assert lesson02.check_dice_iou(prediction, target, 3)

@@ -1,0 +1,165 @@
+"""Training batches: random patches of random samples, augmented, normalised.
+
+The U-Net paper trained on large tiles cut from 30 images, one tile per step, with
+heavy augmentation (Ronneberger et al. 2015, Sections 3 and 3.1). :class:`PatchSampler`
+does the same for any stack of 2D images or 3D volumes: an endless, reproducible stream
+of ``(x, y)`` batches that :func:`unet_lessons.train.fit` consumes directly.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .augment import elastic_deform, random_flip_rotate
+
+__all__ = ["PatchSampler"]
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+
+
+def _as_tensor(array: ArrayLike) -> torch.Tensor:
+    return array if isinstance(array, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _mirror_pad(tensor: torch.Tensor, margin: int, first_axis: int) -> torch.Tensor:
+    """Pad every axis from ``first_axis`` on by ``margin`` mirrored pixels, for any dtype.
+
+    Mirrored about the border pixel (..., 2, 1, 0, 1, 2, ...), the convention of
+    ``grid_sample``'s reflection padding and of the paper's mirrored tile borders.
+    """
+    for axis in range(first_axis, tensor.ndim):
+        n = tensor.shape[axis]
+        index = torch.arange(-margin, n + margin).abs()  # reflect the start ...
+        index = (n - 1) - ((n - 1) - index).abs()  # ... and the end
+        tensor = tensor.index_select(axis, index)
+    return tensor
+
+
+class PatchSampler:
+    """An endless, seeded stream of random (augmented) training patches.
+
+    Each batch: ``batch_size`` samples chosen at random (with replacement), one random
+    crop of ``patch_size`` from each, then, if ``augment``, :func:`random_flip_rotate`
+    and :func:`elastic_deform`, and finally the normalisation ``(x - mean) / std``.
+
+    With elastic deformation the crop takes ``2 * elastic_sigma`` extra pixels of context
+    on every side (mirrored beyond the image border), and the patch is cut from the
+    centre after deforming: the displacement pulls in real neighbouring tissue instead of
+    reflecting the patch's own edge.
+
+    Args:
+        images: (N, *S) single-channel or (N, C, *S) images, 2D or 3D, numpy or torch.
+        labels: (N, *S) class indices.
+        patch_size: crop size, an int for every axis or one value per spatial axis.
+        batch_size: patches per batch.
+        augment: apply random flips/rotations and elastic deformation.
+        elastic_sigma: displacement std of the elastic deformation in pixels (the paper:
+            10); 0 turns it off while keeping flips and rotations.
+        seed: seeds the sampler's own ``torch.Generator``: two samplers with the same
+            seed and data give identical batches.
+        mean: normalisation mean; default: the mean of ``images``, computed once.
+        std: normalisation standard deviation; default: the std of ``images``.
+
+    Attributes:
+        mean, std: the normalisation used; apply it to evaluation images with
+            :meth:`normalize`.
+
+    Shape:
+        yields x (B, C, *P) float32 and y (B, *P) int64, P = ``patch_size``.
+
+    Example:
+        >>> sampler = PatchSampler(images, labels, patch_size=128, batch_size=8)
+        >>> x, y = next(sampler)
+    """
+
+    def __init__(
+        self,
+        images: ArrayLike,
+        labels: ArrayLike,
+        patch_size: Union[int, Sequence[int]],
+        batch_size: int,
+        *,
+        augment: bool = True,
+        elastic_sigma: float = 10.0,
+        seed: int = 0,
+        mean: Optional[float] = None,
+        std: Optional[float] = None,
+    ) -> None:
+        images, labels = _as_tensor(images), _as_tensor(labels)
+        spatial_dims = labels.ndim - 1
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"labels must be (N, H, W) or (N, D, H, W); got shape {tuple(labels.shape)}.")
+        if images.ndim == labels.ndim:
+            images = images.unsqueeze(1)  # (N, 1, *S): single channel
+        if images.ndim != labels.ndim + 1 or images.shape[:1] + images.shape[2:] != labels.shape:
+            raise ValueError(f"images {tuple(images.shape)} and labels {tuple(labels.shape)} disagree: expected "
+                             f"images (N, *S) or (N, C, *S) and labels (N, *S) with the same N and S.")
+        if len(labels) == 0:
+            raise ValueError("images and labels are empty.")
+        if labels.is_floating_point() or labels.is_complex():
+            raise ValueError(f"labels must hold integer class indices; got dtype {labels.dtype}.")
+        sizes = tuple(labels.shape[1:])
+        patch = ((int(patch_size),) * spatial_dims if isinstance(patch_size, (int, np.integer))
+                 else tuple(int(p) for p in patch_size))
+        if len(patch) != spatial_dims or any(p < 1 for p in patch):
+            raise ValueError(f"patch_size must be a positive int or {spatial_dims} positive ints; got {patch_size!r}.")
+        if any(p > n for p, n in zip(patch, sizes)):
+            raise ValueError(f"patch_size {patch} exceeds the image size {sizes}; use a smaller patch "
+                             f"(or pad the images first).")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+
+        self.images = images.float()  # (N, C, *S); a no-copy view when already float32
+        self.labels = labels.long()  # (N, *S)
+        self.patch_size, self.batch_size, self.spatial_dims = patch, batch_size, spatial_dims
+        self.augment, self.elastic_sigma, self.seed = augment, elastic_sigma, seed
+        self.mean = float(self.images.mean()) if mean is None else float(mean)
+        self.std = float(self.images.std(correction=0)) if std is None else float(std)
+        if not self.std > 0:
+            raise ValueError(f"std must be > 0; got {self.std} (constant images? pass std=1.0).")
+        # Context for the elastic deformation, stored pre-padded so every crop is one slice.
+        self.margin = min(int(np.ceil(2 * elastic_sigma)), min(sizes) - 1) if augment and elastic_sigma > 0 else 0
+        self._padded_images = _mirror_pad(self.images, self.margin, 2) if self.margin else self.images
+        self._padded_labels = _mirror_pad(self.labels, self.margin, 1) if self.margin else self.labels
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def reset(self) -> None:
+        """Restart the stream from the beginning (the first batch of ``seed``)."""
+        self.generator.manual_seed(self.seed)
+
+    def normalize(self, images: ArrayLike) -> ArrayLike:
+        """``(images - mean) / std`` as float32, for evaluation data; numpy in, numpy out."""
+        if isinstance(images, torch.Tensor):
+            return ((images.float() - self.mean) / self.std).float()
+        return ((np.asarray(images, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        which = torch.randint(0, len(self.labels), (self.batch_size,), generator=self.generator)  # (B,)
+        starts = [torch.randint(0, n - p + 1, (self.batch_size,), generator=self.generator)
+                  for n, p in zip(self.labels.shape[1:], self.patch_size)]  # one (B,) per axis
+        m = self.margin  # a start s in image coordinates is s in the padded copy, m pixels before the patch
+        xs, ys = [], []
+        for b, index in enumerate(which.tolist()):
+            window = tuple(slice(int(s[b]), int(s[b]) + p + 2 * m) for s, p in zip(starts, self.patch_size))
+            xs.append(self._padded_images[(index, slice(None)) + window])  # (C, *(P + 2m))
+            ys.append(self._padded_labels[(index,) + window])  # (*(P + 2m))
+        x, y = torch.stack(xs), torch.stack(ys)  # (B, C, *(P + 2m)), (B, *(P + 2m))
+        if self.augment:
+            x, y = random_flip_rotate(x, y, generator=self.generator)
+            if self.elastic_sigma > 0:
+                x, y = elastic_deform(x, y, sigma=self.elastic_sigma, generator=self.generator)
+        if m:
+            centre = tuple(slice(m, m + p) for p in self.patch_size)
+            x, y = x[(slice(None), slice(None)) + centre], y[(slice(None),) + centre]  # (B, C, *P), (B, *P)
+        return ((x - self.mean) / self.std).contiguous(), y.contiguous()
+
+    def __repr__(self) -> str:
+        return (f"PatchSampler({len(self.labels)} samples of {tuple(self.images.shape[1:])}, "
+                f"patch_size={self.patch_size}, batch_size={self.batch_size}, augment={self.augment}, "
+                f"elastic_sigma={self.elastic_sigma}, seed={self.seed}, mean={self.mean:.4g}, std={self.std:.4g})")
