@@ -14,6 +14,8 @@ UNET_LESSONS_DATA ?= $(CURDIR)/data
 export UNET_LESSONS_DATA
 
 BIN := $(VENV)/bin
+# JupyterLab refuses to run as root unless told; containers and CI often are root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 STAMP := $(VENV)/.installed
 TORCH_PIN := $(shell grep -E '^torch==' requirements.lock)
 
@@ -43,7 +45,7 @@ endif
 
 lab: setup
 	@echo "Opening JupyterLab on http://localhost:$(PORT)/lab (set PORT=... to change it)"
-	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) --ServerApp.port_retries=0
+	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) --ServerApp.port_retries=0 $(ROOT_FLAG)
 
 test: test-unit test-notebooks
 
