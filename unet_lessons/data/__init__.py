@@ -4,10 +4,13 @@
 - ``isbi``: the ISBI 2012 EM training set of the original U-Net (:func:`load_isbi`).
 - ``synthetic``: :func:`make_cells_2d` and :class:`SyntheticCells2D`, the default data
   wherever a lesson needs no real data.
+- ``shapes``: :func:`make_shapes_2d`, :func:`make_shapes_batch` and :class:`SyntheticShapes2D`,
+  a multi-class RGB task of thin bars, crosses, stars and discs (labels index ``SHAPE_CLASSES``).
 - ``augment``: the paper's flips, rotations and elastic deformation, 2D and 3D.
 - ``sampler``: :class:`PatchSampler`, the endless stream of training batches.
 
-Label convention everywhere: int64 class indices, 0 = membrane, 1 = cell interior.
+Label convention: int64 class indices; for the EM data 0 = membrane, 1 = cell interior,
+for the shapes task indices into ``SHAPE_CLASSES`` (0 = background).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .download import (
     sha256_file,
 )
 from .sampler import PatchSampler
+from .shapes import SHAPE_CLASSES, SyntheticShapes2D, make_shapes_2d, make_shapes_batch
 from .synthetic import SyntheticCells2D, make_cells_2d
 
 # ``isbi`` is imported on first use: importing it here would put it in sys.modules before
@@ -53,6 +57,10 @@ __all__ = [
     *_LAZY,
     "make_cells_2d",
     "SyntheticCells2D",
+    "SHAPE_CLASSES",
+    "make_shapes_2d",
+    "make_shapes_batch",
+    "SyntheticShapes2D",
     "random_flip_rotate",
     "elastic_displacement",
     "warp",
