@@ -6,13 +6,15 @@ from typing import Callable
 
 import torch.nn as nn
 
+from .fcn import FCN, FCN32sSeed, VGGClassifier, VGGEncoder, convolutionalize
 from .unet import UNet
 
-__all__ = ["MODELS", "build_model", "UNet"]
+__all__ = ["MODELS", "build_model", "UNet", "FCN", "FCN32sSeed", "VGGEncoder", "VGGClassifier", "convolutionalize"]
 
 #: name -> constructor. Presets are functions so that a lesson can name a paper's configuration.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "unet": UNet,
+    "fcn": FCN,
 }
 
 

@@ -1,0 +1,436 @@
+"""Fully Convolutional Networks: VGG16 turned into a segmenter, in the paper's form and the seed's.
+
+Long, Shelhamer and Darrell, "Fully Convolutional Networks for Semantic Segmentation",
+CVPR 2015; Shelhamer, Long and Darrell, PAMI 2017. Official code:
+``shelhamer/fcn.berkeleyvision.org`` (``voc-fcn32s``, ``voc-fcn16s``, ``voc-fcn8s``, ``surgery.py``).
+
+* Section 3.1, "adapting classifiers for dense prediction": the fully connected layers of a
+  classifier are convolutions whose kernels cover their whole input, so
+  :func:`convolutionalize` recasts :class:`VGGClassifier`'s fc6/fc7/fc8 as a 7x7 and two
+  1x1 convs with the same weights; on a larger image the net then outputs a coarse map of
+  class scores instead of one vector.
+* Section 3.3, "upsampling is backwards strided convolution": :func:`make_upsample` builds a
+  transposed conv initialised to bilinear interpolation (:func:`~unet_lessons.upsampling.bilinear_weight`, the
+  ``upsample_filt`` of ``surgery.py``), fixed or learnable.
+* Section 4.2, "combining what and where" (Fig. 3): :class:`FCN` with ``variant="32s"``
+  upsamples the stride-32 scores in one step; ``"16s"`` first fuses them with scores
+  predicted from pool4, ``"8s"`` also with pool3.
+* Table 1: the receptive field of VGG16's fc7 is 404 pixels.
+
+:class:`FCN32sSeed` is the decoder of the widely copied survey-article code: five
+stride-2 transposed convs (with ReLU then BatchNorm) on top of ``pretrained_net(x)['x5']``.
+
+Built in ``notebooks/01_fcn.ipynb``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..blocks import ConvNormAct, conv_transpose_type, conv_type, make_act, make_norm, max_pool_type
+from ..upsampling import bilinear_weight
+from .base import check_input, check_spatial_size, nearest_matching
+
+__all__ = [
+    "VGGStage",
+    "VGGEncoder",
+    "VGGClassifier",
+    "ConvolutionalVGG",
+    "convolutionalize",
+    "transplant",
+    "FCN32sSeed",
+    "make_upsample",
+    "FCN",
+]
+
+VGG16_CONVS = (2, 2, 3, 3, 3)            # 3x3 convs per stage: 13 in all
+VGG16_CHANNELS = (64, 128, 256, 512, 512)
+SEED_CHANNELS = (512, 512, 256, 128, 64, 32)
+VARIANTS = {"32s": 32, "16s": 16, "8s": 8}  # variant -> stride of the last fused score map
+
+
+def _scaled(channels: Sequence[int], width: int) -> tuple[int, ...]:
+    if width < 1:
+        raise ValueError(f"width must be at least 1; got {width}.")
+    return tuple(max(1, c * width // 64) for c in channels)
+
+
+def _dropout(p: float) -> nn.Module:
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
+class VGGStage(nn.Sequential):
+    """``num_convs`` x (3x3 conv -> norm -> ReLU), then a 2x2 max-pool of stride 2: one VGG16 stage.
+
+    Shape:
+        (B, in_channels, H, W) -> (B, out_channels, H // 2, W // 2)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, num_convs: int, *, norm: Optional[str] = None) -> None:
+        super().__init__()
+        for index in range(1, num_convs + 1):
+            self.add_module(f"conv{index}", ConvNormAct(in_channels if index == 1 else out_channels, out_channels, 3,
+                                                        spatial_dims=2, norm=norm, act="relu", bias=None))
+        self.add_module("pool", max_pool_type(2)(kernel_size=2, stride=2))
+
+
+class VGGEncoder(nn.Module):
+    """The 13 conv layers of VGG16 (Simonyan and Zisserman 2015, config D) in five pooled stages.
+
+    Args:
+        in_channels: input channels (3 for RGB).
+        width: channels of the first stage; the stages have (64, 128, 256, 512, 512) x width/64.
+        norm: ``None`` (VGG16) or a norm name such as ``"batch"``, which helps when training
+            from scratch on a CPU.
+
+    Shape:
+        (B, in_channels, H, W) -> OrderedDict ``x1`` … ``x5``: the output of stage i after its
+        pool, (B, C_i, H / 2**i, W / 2**i) (floored). ``x5`` is the ``pretrained_net(x)['x5']``
+        that the survey article's decoders read: 512 channels at stride 32 at full width.
+    """
+
+    def __init__(self, in_channels: int = 3, *, width: int = 64, norm: Optional[str] = None) -> None:
+        super().__init__()
+        self.in_channels, self.width, self.spatial_dims = in_channels, width, 2
+        self.channels = _scaled(VGG16_CHANNELS, width)
+        previous = in_channels
+        for index, (num_convs, channels) in enumerate(zip(VGG16_CONVS, self.channels), start=1):
+            self.add_module(f"stage{index}", VGGStage(previous, channels, num_convs, norm=norm))
+            previous = channels
+
+    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        check_input(x, model_name=type(self).__name__, spatial_dims=2, in_channels=self.in_channels)
+        features: OrderedDict[str, torch.Tensor] = OrderedDict()
+        for index in range(1, 6):
+            x = getattr(self, f"stage{index}")(x)  # (B, C_i, H/2**i, W/2**i)
+            features[f"x{index}"] = x
+        return features
+
+
+class VGGClassifier(nn.Module):
+    """VGG16 as an ImageNet classifier: the encoder, then fc6, fc7, fc8 on the flattened 7x7 pool5 map.
+
+    Args:
+        num_classes: classes of fc8 (1000 for ImageNet).
+        in_channels: input channels.
+        width: encoder width, see :class:`VGGEncoder`.
+        fc_width: units of fc6 and fc7 (4096 in VGG16).
+        norm: encoder norm.
+        dropout: dropout after fc6 and fc7 (VGG16 trains with 0.5); off by default.
+
+    Shape:
+        (B, in_channels, 224, 224) -> (B, num_classes). Any side from 224 to 255 gives the
+        7x7 pool5 map that fc6 expects; other sizes raise a ``ValueError``.
+    """
+
+    def __init__(self, num_classes: int = 1000, *, in_channels: int = 3, width: int = 64, fc_width: int = 4096,
+                 norm: Optional[str] = None, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_classes, self.fc_width, self.dropout = num_classes, fc_width, dropout
+        self.encoder = VGGEncoder(in_channels, width=width, norm=norm)
+        self.fc6 = nn.Linear(self.encoder.channels[-1] * 7 * 7, fc_width)
+        self.relu6, self.drop6 = make_act("relu"), _dropout(dropout)
+        self.fc7 = nn.Linear(fc_width, fc_width)
+        self.relu7, self.drop7 = make_act("relu"), _dropout(dropout)
+        self.fc8 = nn.Linear(fc_width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x5 = self.encoder(x)["x5"]  # (B, C5, H/32, W/32)
+        if tuple(x5.shape[2:]) != (7, 7):
+            raise ValueError(f"{type(self).__name__} flattens a 7x7 pool5 map, so it takes 224x224 inputs "
+                             f"(224 to 255 per axis); got {tuple(x.shape)}, giving pool5 "
+                             f"{tuple(x5.shape[2:])}. convolutionalize(model) takes any size from 224 up.")
+        h = self.drop6(self.relu6(self.fc6(x5.flatten(1))))  # (B, fc_width)
+        h = self.drop7(self.relu7(self.fc7(h)))  # (B, fc_width)
+        return self.fc8(h)  # (B, num_classes)
+
+
+class ConvolutionalVGG(nn.Module):
+    """:class:`VGGClassifier` with fc6/fc7/fc8 as convolutions (Section 3.1, Fig. 2); see :func:`convolutionalize`.
+
+    Shape:
+        (B, in_channels, H, W) -> (B, num_classes, H // 32 - 6, W // 32 - 6): fc6 is an
+        unpadded 7x7 conv, so a 224x224 input gives a 1x1 map, 320x384 a 4x6 map.
+    """
+
+    def __init__(self, encoder: VGGEncoder, num_classes: int, fc_width: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.fc6 = conv_type(2)(encoder.channels[-1], fc_width, kernel_size=7)
+        self.relu6, self.drop6 = make_act("relu"), _dropout(dropout)
+        self.fc7 = conv_type(2)(fc_width, fc_width, kernel_size=1)
+        self.relu7, self.drop7 = make_act("relu"), _dropout(dropout)
+        self.fc8 = conv_type(2)(fc_width, num_classes, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.drop6(self.relu6(self.fc6(self.encoder(x)["x5"])))  # (B, fc_width, H/32 - 6, W/32 - 6)
+        h = self.drop7(self.relu7(self.fc7(h)))
+        return self.fc8(h)  # (B, num_classes, H/32 - 6, W/32 - 6)
+
+
+@torch.no_grad()
+def _linear_to_conv(linear: nn.Linear, conv: nn.Conv2d) -> None:
+    """Copy a linear layer into a conv whose kernel covers the linear layer's whole (C, h, w) input."""
+    if linear.weight.numel() != conv.weight.numel():
+        raise ValueError(f"cannot reshape a {tuple(linear.weight.shape)} linear weight into a "
+                         f"{tuple(conv.weight.shape)} conv weight.")
+    # Linear input index c*h*w + i*w + j is flatten's order of (C, h, w): a plain reshape.
+    conv.weight.copy_(linear.weight.reshape(conv.weight.shape))
+    if conv.bias is not None:
+        conv.bias.copy_(linear.bias)
+
+
+def convolutionalize(classifier: VGGClassifier) -> ConvolutionalVGG:
+    """Recast the fully connected layers of ``classifier`` as convolutions (Section 3.1).
+
+    fc6 ``Linear(C5*7*7, F)`` becomes ``Conv2d(C5, F, 7)``, fc7 and fc8 become 1x1 convs,
+    with the weights copied and reshaped. The encoder is shared, not copied. On a 224x224
+    input the result gives the classifier's logits as a (B, num_classes, 1, 1) map; on a
+    larger input it slides the classifier over the image in one pass, giving a coarse map.
+    """
+    model = ConvolutionalVGG(classifier.encoder, classifier.num_classes, classifier.fc_width, classifier.dropout)
+    for name in ("fc6", "fc7", "fc8"):
+        _linear_to_conv(getattr(classifier, name), getattr(model, name))
+    return model
+
+
+def transplant(fcn: "FCN", classifier: VGGClassifier) -> "FCN":
+    """Copy a classifier's encoder, fc6 and fc7 into ``fcn`` in place, as ``surgery.transplant`` does.
+
+    fc8 is dropped: its classes are not the segmentation classes (Section 4.1 discards the
+    final classifier layer). The two must have the same width, fc_width and encoder norm,
+    and ``fcn`` no norm on fc6/fc7 (the classifier has none there). Returns ``fcn``.
+    """
+    if fcn.fc6.conv.bias is None:
+        raise ValueError("transplant needs an FCN whose fc6/fc7 have no norm (build it with norm=None).")
+    fcn.encoder.load_state_dict(classifier.encoder.state_dict())
+    _linear_to_conv(classifier.fc6, fcn.fc6.conv)
+    _linear_to_conv(classifier.fc7, fcn.fc7.conv)
+    return fcn
+
+
+class FCN32sSeed(nn.Module):
+    """The FCN-32s decoder of the survey-article code: five 2x transposed convs on ``x5``.
+
+    Unlike the paper's FCN-32s (one fixed bilinear x32 step), this decoder learns five
+    3x3 stride-2 transposed convs, each followed by ReLU and then BatchNorm, in the order
+    the article writes ``score = self.bn1(self.relu(self.deconv1(x5)))``, and ends in a
+    1x1 ``classifier``. The attribute names are the article's.
+
+    Args:
+        pretrained_net: an encoder returning a dict with ``'x5'``, e.g. :class:`VGGEncoder`.
+        n_class: number of classes.
+        width: scales the channel plan (512, 512, 256, 128, 64, 32) by width/64 to match a
+            narrow encoder; 64 is the article's.
+
+    Shape:
+        x5 (B, C, h, w) -> (B, n_class, 32h, 32w); for an image (B, 3, H, W) that is
+        (B, n_class, H, W) when H and W are multiples of 32 (else 32 * floor(H / 32), ...).
+    """
+
+    def __init__(self, pretrained_net: nn.Module, n_class: int, *, width: int = 64) -> None:
+        super().__init__()
+        self.n_class, self.spatial_dims = n_class, 2
+        self.channels = _scaled(SEED_CHANNELS, width)
+        self.pretrained_net = pretrained_net
+        self.relu = make_act("relu")
+        for index, (c_in, c_out) in enumerate(zip(self.channels[:-1], self.channels[1:]), start=1):
+            self.add_module(f"deconv{index}", conv_transpose_type(2)(c_in, c_out, kernel_size=3, stride=2, padding=1,
+                                                                     dilation=1, output_padding=1))
+            self.add_module(f"bn{index}", make_norm("batch", c_out, 2))
+        self.classifier = conv_type(2)(self.channels[-1], n_class, kernel_size=1)
+
+    @property
+    def in_channels(self) -> int:
+        return getattr(self.pretrained_net, "in_channels", 3)
+
+    def decode(self, x5: torch.Tensor, features: Optional[dict] = None) -> torch.Tensor:
+        """Map ``x5`` (B, C, h, w) to class scores (B, n_class, 32h, 32w); record each stage in ``features``."""
+        if x5.dim() != 4 or x5.shape[1] != self.channels[0]:
+            raise ValueError(f"{type(self).__name__} expects x5 of shape (B, {self.channels[0]}, h, w); got "
+                             f"{tuple(x5.shape)}. Build it with the width of the encoder (width=...).")
+        score = x5
+        for index in range(1, 6):
+            deconv, bn = getattr(self, f"deconv{index}"), getattr(self, f"bn{index}")
+            score = bn(self.relu(deconv(score)))  # (B, C_i, 2**i h, 2**i w)
+            if features is not None:
+                features[f"deconv{index}"] = score
+        return self.classifier(score)  # (B, n_class, 32h, 32w)
+
+    def forward_features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        """Encoder maps (``x1`` … ``x5`` for a VGG encoder), ``deconv1`` … ``deconv5`` and ``logits``."""
+        features = OrderedDict(self.pretrained_net(x))
+        features["logits"] = self.decode(features["x5"], features)
+        return features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.pretrained_net(x)["x5"])
+
+
+def make_upsample(channels: int, factor: int, *, learnable: bool) -> nn.ConvTranspose2d:
+    """A x``factor`` transposed conv initialised to bilinear interpolation (Section 3.3).
+
+    Kernel ``2 * factor`` (``2 * factor - 1`` for odd factors), stride ``factor``, padding
+    ``factor // 2``, no bias: the output is exactly ``factor`` times the input, so no crop
+    is needed. ``learnable=False`` freezes the weight (``requires_grad_(False)``), as the
+    official code does with ``lr_mult: 0``.
+
+    Away from the border it equals ``F.interpolate(mode="bilinear", align_corners=False)``.
+    In the outer ``factor // 2`` rows and columns it does not: interpolate clamps to the
+    edge pixel, while the transposed conv reads zeros beyond the border, so there it is
+    darker: for x2 a constant map comes out 3/4 as bright along the edges and 9/16 in
+    the corners. FCN crops or trains over this; it only touches the outer half cell.
+
+    Shape:
+        (B, channels, H, W) -> (B, channels, factor * H, factor * W)
+    """
+    if factor < 1:
+        raise ValueError(f"factor must be at least 1; got {factor}.")
+    kernel_size = 2 * factor - factor % 2
+    layer = conv_transpose_type(2)(channels, channels, kernel_size, stride=factor, padding=factor // 2, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(bilinear_weight(channels, channels, kernel_size))
+    return layer.requires_grad_(learnable)
+
+
+def _zero_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
+    conv = conv_type(2)(in_channels, out_channels, kernel_size=1)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+class FCN(nn.Module):
+    """FCN-32s, FCN-16s and FCN-8s on a VGG16 encoder (Long et al. 2015, Section 4.2, Fig. 3).
+
+    The encoder and the convolutionalized fc6/fc7 (Section 3.1) give features at stride 32;
+    ``score_fr``, a 1x1 conv, turns them into class scores. Then:
+
+    * ``"32s"``: ``upscore``, a fixed bilinear x32 (``voc-fcn32s``: ``lr_mult: 0``).
+    * ``"16s"``: ``upscore2`` (x2, bilinear-initialised, learnable) plus ``score_pool4``, a
+      1x1 conv on pool4 initialised to zero "so that the net starts with unmodified
+      predictions"; the sum ``fuse_pool4`` goes through a fixed bilinear x16 ``upscore16``.
+      (Two bilinear steps, x2 then x16, are close to but not exactly one x32 step.)
+    * ``"8s"``: ``fuse_pool4`` again x2 (``upscore_pool4``) plus ``score_pool3`` on pool3,
+      then a fixed bilinear x8 ``upscore8``.
+
+    Simplifications. The paper pads the input by 100 pixels (``conv1_1`` pad 100) so that
+    the unpadded 7x7 fc6 has room on small images, then crops every upsampled map by an
+    offset computed from the layer geometry. Here fc6 is padded by 3 instead, so every map
+    stays aligned at H/stride and the upsamplers (kernel 2f, stride f, padding f/2) need no
+    crop. The paper learns the x2 upsamplers (Section 4.2); the reference code freezes them,
+    which ``learnable_upsampling=False`` reproduces. ``score_fr`` keeps PyTorch's default
+    initialisation (the paper zero-initialises it when fine-tuning a pretrained VGG16).
+
+    Args:
+        num_classes: classes (21 for PASCAL VOC).
+        variant: ``"32s"``, ``"16s"`` or ``"8s"``: the stride of the last fused score map.
+        in_channels: input channels.
+        width: encoder width, see :class:`VGGEncoder` (64 = VGG16).
+        fc_width: channels of fc6 and fc7 (4096 = VGG16).
+        norm: ``None`` (paper) or a norm name for the encoder, fc6 and fc7.
+        dropout: dropout after fc6 and fc7 (the paper uses 0.5).
+        pad_to_multiple: zero-pad inputs at the bottom and right to the next multiple of 32,
+            and crop the output back. Zeros because they always work (a reflection cannot be
+            longer than the image) and they are what the conv padding already shows the
+            net at the border. ``False`` raises a ``ValueError`` naming the nearest sizes.
+        learnable_upsampling: whether the x2 upsamplers of 16s/8s learn; the final one never does.
+
+    Shape:
+        (B, in_channels, H, W) -> (B, num_classes, H, W)
+    """
+
+    def __init__(self, num_classes: int = 21, *, variant: str = "32s", in_channels: int = 3, width: int = 64,
+                 fc_width: int = 4096, norm: Optional[str] = None, dropout: float = 0.0,
+                 pad_to_multiple: bool = True, learnable_upsampling: bool = True) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {sorted(VARIANTS)}; got {variant!r}.")
+        self.num_classes, self.variant, self.in_channels, self.spatial_dims = num_classes, variant, in_channels, 2
+        self.pad_to_multiple = pad_to_multiple
+        self.encoder = VGGEncoder(in_channels, width=width, norm=norm)
+        c3, c4, c5 = self.encoder.channels[2:]
+        self.fc6 = ConvNormAct(c5, fc_width, 7, spatial_dims=2, norm=norm, act="relu", bias=None)  # padding 3
+        self.drop6 = _dropout(dropout)
+        self.fc7 = ConvNormAct(fc_width, fc_width, 1, spatial_dims=2, norm=norm, act="relu", bias=None)
+        self.drop7 = _dropout(dropout)
+        self.score_fr = conv_type(2)(fc_width, num_classes, kernel_size=1)
+        if variant == "32s":
+            self.upscore = make_upsample(num_classes, 32, learnable=False)
+            return
+        self.upscore2 = make_upsample(num_classes, 2, learnable=learnable_upsampling)
+        self.score_pool4 = _zero_conv(c4, num_classes)
+        if variant == "16s":
+            self.upscore16 = make_upsample(num_classes, 16, learnable=False)
+            return
+        self.upscore_pool4 = make_upsample(num_classes, 2, learnable=learnable_upsampling)
+        self.score_pool3 = _zero_conv(c3, num_classes)
+        self.upscore8 = make_upsample(num_classes, 8, learnable=False)
+
+    @property
+    def output_stride(self) -> int:
+        """Stride of the score map that the final, fixed upsampler enlarges: 32, 16 or 8."""
+        return VARIANTS[self.variant]
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear ``ValueError`` if ``x`` has the wrong dimensions or channels, or (unpadded) size."""
+        check_input(x, model_name=type(self).__name__, spatial_dims=2, in_channels=self.in_channels)
+        if not self.pad_to_multiple:
+            is_valid = lambda s: s >= 32 and s % 32 == 0  # noqa: E731
+            rule = ("Five 2x2 poolings need every axis to be a multiple of 32; build the model with "
+                    "pad_to_multiple=True to pad and crop automatically.")
+            check_spatial_size(x.shape[2:], model_name=type(self).__name__, is_valid=is_valid,
+                               nearest=lambda s: nearest_matching(s, is_valid), rule=rule)
+
+    def forward_features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        """Run the network and return every named map.
+
+        Keys: ``x1`` … ``x5`` (pool1 … pool5), ``fc6``, ``fc7``, ``score_fr``; for 16s and 8s
+        ``upscore2``, ``score_pool4``, ``fuse_pool4``; for 8s ``upscore_pool4``,
+        ``score_pool3``, ``fuse_pool3``; then ``logits``. All but ``logits`` are maps of
+        the padded input when H or W is not a multiple of 32.
+        """
+        self.check_input(x)
+        height, width = x.shape[2:]
+        x = F.pad(x, (0, -width % 32, 0, -height % 32))  # (B, C, H', W'), multiples of 32
+        features = self.encoder(x)  # x1 ... x5: (B, C_i, H'/2**i, W'/2**i)
+        features["fc6"] = h = self.drop6(self.fc6(features["x5"]))  # (B, fc_width, H'/32, W'/32)
+        features["fc7"] = h = self.drop7(self.fc7(h))  # (B, fc_width, H'/32, W'/32)
+        features["score_fr"] = score = self.score_fr(h)  # (B, K, H'/32, W'/32)
+        if self.variant == "32s":
+            logits = self.upscore(score)  # (B, K, H', W')
+        else:
+            features["upscore2"] = self.upscore2(score)  # (B, K, H'/16, W'/16)
+            features["score_pool4"] = self.score_pool4(features["x4"])  # (B, K, H'/16, W'/16)
+            features["fuse_pool4"] = score = features["upscore2"] + features["score_pool4"]
+            if self.variant == "16s":
+                logits = self.upscore16(score)  # (B, K, H', W')
+            else:
+                features["upscore_pool4"] = self.upscore_pool4(score)  # (B, K, H'/8, W'/8)
+                features["score_pool3"] = self.score_pool3(features["x3"])  # (B, K, H'/8, W'/8)
+                features["fuse_pool3"] = score = features["upscore_pool4"] + features["score_pool3"]
+                logits = self.upscore8(score)  # (B, K, H', W')
+        features["logits"] = logits[:, :, :height, :width]  # (B, K, H, W)
+        return features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)["logits"]
+
+    def deepest_path(self) -> list[nn.Module]:
+        """The spatial layers from the input through pool5, fc6, fc7, ``score_fr`` and every upsampler.
+
+        The skip branches (pool4 and pool3 scores) are shorter paths whose fields lie inside
+        this path's field, so this list determines the receptive field
+        (see ``unet_lessons.viz.receptive_field``).
+        """
+        spatial = (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd)
+        layers: list[nn.Module] = [m for m in self.encoder.modules() if isinstance(m, spatial)]
+        layers += [self.fc6.conv, self.fc7.conv, self.score_fr]
+        upsamplers = {"32s": ["upscore"], "16s": ["upscore2", "upscore16"],
+                      "8s": ["upscore2", "upscore_pool4", "upscore8"]}[self.variant]
+        return layers + [getattr(self, name) for name in upsamplers]
