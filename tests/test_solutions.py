@@ -35,3 +35,28 @@ def test_lesson02_dice_iou():
     g = torch.Generator().manual_seed(0)
     prediction, target = torch.randint(0, 3, (2, 32, 32), generator=g), torch.randint(0, 3, (2, 32, 32), generator=g)
     assert lesson02.check_dice_iou(prediction, target, 3)
+
+
+from solutions import lesson01  # noqa: E402
+
+from unet_lessons.models import FCN  # noqa: E402
+from unet_lessons.upsampling import conv_transpose_output_size  # noqa: E402
+
+
+def test_lesson01_exact_x4():
+    settings = lesson01.exact_x4_settings()
+    assert settings == [(4, 0), (6, 1), (8, 2)]
+    assert all(conv_transpose_output_size(n, k, 4, p) == 4 * n for k, p in settings for n in (1, 5, 17))
+
+
+def test_lesson01_receptive_fields():
+    assert lesson01.vgg16_receptive_fields() == {"pool3": 44, "pool4": 100, "pool5": 212, "fc7": 404}
+
+
+def test_lesson01_parameter_count():
+    model = FCN(21, variant="32s").to("meta")
+    assert lesson01.count_fcn32s_parameters() == sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_lesson01_bilinear_x3():
+    assert lesson01.check_bilinear_x3(0) and lesson01.check_bilinear_x3(1)
