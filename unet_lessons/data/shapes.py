@@ -27,9 +27,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 from scipy import ndimage
-from torch.utils.data import Dataset
 
-from .synthetic import _smooth_noise
+from .synthetic import GeneratedDataset, _smooth_noise, item_seed
 
 __all__ = ["SHAPE_CLASSES", "make_shapes_2d", "make_shapes_batch", "SyntheticShapes2D"]
 
@@ -180,11 +179,6 @@ def make_shapes_2d(
     return np.clip(image, 0.0, 1.0).astype(np.float32), label
 
 
-def _item_seed(seed: int, index: int) -> int:
-    """The seed of item ``index``: a hash of ``(seed, index)``, so nearby seeds share no items."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
-
-
 def make_shapes_batch(n: int, size: int = 128, *, seed: int = 0, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """Items ``0 .. n-1`` of ``SyntheticShapes2D(n, size, seed=seed, **kwargs)``, stacked in memory.
 
@@ -197,45 +191,19 @@ def make_shapes_batch(n: int, size: int = 128, *, seed: int = 0, **kwargs) -> tu
     Shape:
         images (n, 3, size, size) float32, labels (n, size, size) int64.
     """
-    pairs = [make_shapes_2d(size, seed=_item_seed(seed, i), **kwargs) for i in range(n)]
+    pairs = [make_shapes_2d(size, seed=item_seed(seed, i), **kwargs) for i in range(n)]
     images = np.stack([image for image, _ in pairs]) if pairs else np.zeros((0, 3, size, size), np.float32)
     labels = np.stack([label for _, label in pairs]) if pairs else np.zeros((0, size, size), np.int64)
     return torch.from_numpy(images), torch.from_numpy(labels)  # (N, 3, H, W), (N, H, W)
 
 
-class SyntheticShapes2D(Dataset):
-    """A map-style dataset of :func:`make_shapes_2d` images, each generated on demand.
+class SyntheticShapes2D(GeneratedDataset):
+    """The shapes task as a dataset of :func:`make_shapes_2d` images, each generated on demand.
 
-    Item ``i`` uses a seed derived from ``(seed, i)``, so it is the same on every call and
-    in every worker, and datasets with different ``seed`` share no images.
-
-    Args:
-        num_samples: number of items.
-        size: height and width of each image.
-        seed: the dataset's seed.
-        **kwargs: passed on to :func:`make_shapes_2d` (``num_shapes``, ``noise``).
-
-    Shape:
-        item: image (3, size, size) float32, label (size, size) int64.
+    ``kwargs`` go to :func:`make_shapes_2d` (``num_shapes``, ``noise``); items are
+    (image (3, size, size), label (size, size)), the same as :func:`make_shapes_batch`
+    gives. See :class:`~unet_lessons.data.synthetic.GeneratedDataset`.
     """
 
     classes = SHAPE_CLASSES
-
-    def __init__(self, num_samples: int, size: int = 128, *, seed: int = 0, **kwargs) -> None:
-        if num_samples < 0:
-            raise ValueError(f"num_samples must be >= 0; got {num_samples}.")
-        self.num_samples, self.size, self.seed, self.kwargs = num_samples, size, seed, kwargs
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def item_seed(self, index: int) -> int:
-        """The seed of item ``index`` (see :func:`make_shapes_batch`, which uses the same seeds)."""
-        return _item_seed(self.seed, index)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if not -self.num_samples <= index < self.num_samples:
-            raise IndexError(f"index {index} is out of range for {self.num_samples} samples.")
-        index %= self.num_samples
-        image, label = make_shapes_2d(self.size, seed=self.item_seed(index), **self.kwargs)
-        return torch.from_numpy(image), torch.from_numpy(label)  # (3, H, W), (H, W)
+    generate = staticmethod(make_shapes_2d)

@@ -183,21 +183,32 @@ def make_cells_2d(
     return np.clip(image, 0.0, 1.0).astype(np.float32), label
 
 
-class SyntheticCells2D(Dataset):
-    """A map-style dataset of :func:`make_cells_2d` images, each generated on demand.
+def item_seed(seed: int, index: int) -> int:
+    """The seed of item ``index`` of a generated dataset: a hash of ``(seed, index)``, not
+    ``seed + index``, so that datasets with nearby seeds share no items."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
-    Item ``i`` uses a seed derived from ``(seed, i)``, so it is the same on every call
-    and in every worker, and datasets with different ``seed`` share no images.
+
+class GeneratedDataset(Dataset):
+    """A map-style dataset whose items a generator function makes on demand.
+
+    Item ``i`` is ``generate(size, seed=item_seed(seed, i), **kwargs)``, so it is the same on
+    every call and in every worker. Subclasses set ``generate``.
 
     Args:
         num_samples: number of items.
         size: height and width of each image.
         seed: the dataset's seed.
-        **kwargs: passed on to :func:`make_cells_2d` (``num_cells``, ``membrane_width``, ``noise``).
+        **kwargs: passed on to ``generate``.
 
     Shape:
-        item: image (1, size, size) float32, label (size, size) int64.
+        item: image (C, size, size) float32 (a channel axis is added to a 2D image),
+        label (size, size) int64.
     """
+
+    @staticmethod
+    def generate(size: int, *, seed: int, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError("a GeneratedDataset subclass sets generate to its generator function")
 
     def __init__(self, num_samples: int, size: int = 128, *, seed: int = 0, **kwargs) -> None:
         if num_samples < 0:
@@ -208,13 +219,23 @@ class SyntheticCells2D(Dataset):
         return self.num_samples
 
     def item_seed(self, index: int) -> int:
-        """The seed of item ``index``: a hash of ``(seed, index)``, not ``seed + index``, so that
-        datasets with nearby seeds share no items."""
-        return int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
+        """The seed of item ``index``, see :func:`item_seed`."""
+        return item_seed(self.seed, index)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not -self.num_samples <= index < self.num_samples:
             raise IndexError(f"index {index} is out of range for {self.num_samples} samples.")
         index %= self.num_samples
-        image, label = make_cells_2d(self.size, seed=self.item_seed(index), **self.kwargs)
-        return torch.from_numpy(image)[None], torch.from_numpy(label)  # (1, H, W), (H, W)
+        image, label = self.generate(self.size, seed=self.item_seed(index), **self.kwargs)
+        image = torch.from_numpy(image)
+        return (image[None] if image.dim() == 2 else image), torch.from_numpy(label)  # (C, H, W), (H, W)
+
+
+class SyntheticCells2D(GeneratedDataset):
+    """The synthetic EM-like task as a dataset of :func:`make_cells_2d` images.
+
+    ``kwargs`` go to :func:`make_cells_2d` (``num_cells``, ``membrane_width``, ``noise``);
+    items are (image (1, size, size), label (size, size)). See :class:`GeneratedDataset`.
+    """
+
+    generate = staticmethod(make_cells_2d)
