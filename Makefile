@@ -28,11 +28,13 @@ TEST_ENV := UNET_LESSONS_NUM_THREADS=2 UNET_LESSONS_DEVICE=cpu UNET_LESSONS_OFFL
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=600 -p no:cacheprovider
 
-.PHONY: setup lab test test-unit test-notebooks clean
+.PHONY: setup data lab test test-unit test-notebooks clean
 
 setup: $(STAMP)
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "The pinned set (requirements.lock) needs Python 3.11 or later; set PYTHON=python3.11 or newer."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): requirements.lock pyproject.toml | $(BIN)/python
@@ -41,6 +43,8 @@ ifeq ($(CPU),1)
 endif
 	$(BIN)/python -m pip install -r requirements.lock
 	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
+	# Build matplotlib's font cache now, so its one-time notice never lands in a notebook's output.
+	$(BIN)/python -c "import matplotlib.font_manager"
 	touch $@
 
 lab: setup
@@ -52,7 +56,12 @@ test: test-unit test-notebooks
 test-unit: setup
 	$(TEST_ENV) $(BIN)/python -m pytest tests -p no:cacheprovider
 
-test-notebooks: setup
+# Verify the ISBI data set (and download what is missing, when online); the notebook
+# tests themselves then run offline.
+data: setup
+	$(BIN)/python -m unet_lessons.data.isbi
+
+test-notebooks: data
 	$(TEST_ENV) $(BIN)/python -m pytest $(NBVAL_FLAGS) notebooks
 
 clean:

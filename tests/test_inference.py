@@ -31,3 +31,19 @@ def test_tiles_in_3d():
     model = UNet(1, 3, spatial_dims=3, base_features=2, depth=2).eval()
     out = predict_tiled(model, torch.randn(1, 20, 24, 16), 8, margin=4)
     assert out.shape == (3, 20, 24, 16)
+
+
+def test_mirror_padding_matches_one_forward_pass_in_the_interior():
+    model = UNet(1, 2, base_features=4, depth=3, norm=None).eval()
+    image = torch.randn(1, 128, 128)
+    full = model(image[None])[0]
+    tiled = predict_tiled(model, image, 32, margin=48, pad_mode="reflect")
+    assert (tiled - full).abs()[:, 48:80, 48:80].max() < 1e-5
+
+
+def test_batch_or_wrong_dimensions_are_refused_not_hung():
+    model = UNet(1, 2, base_features=2, depth=2).eval()
+    with pytest.raises(ValueError, match=r"one image of shape \(C, H, W\).*batch\[0\]"):
+        predict_tiled(model, torch.randn(1, 1, 64, 64), 32)
+    with pytest.raises(ValueError, match="pad_mode='constant'"):
+        predict_tiled(UNet(1, 2, spatial_dims=3, base_features=2, depth=1).eval(), torch.randn(1, 1, 8, 8), 4, margin=2)

@@ -7,7 +7,6 @@ chosen; ``figure_to_png`` renders with the Agg canvas directly.
 import struct
 import subprocess
 import sys
-import time
 from itertools import combinations
 
 import numpy as np
@@ -209,10 +208,8 @@ PAPER = dict(in_channels=1, out_channels=2, norm=None, padding="valid")
 
 def test_diagram_data_matches_paper_figure_1():
     model = UNet(**PAPER)
-    unet_diagram_data(UNet(1, 2, base_features=2, depth=1), (1, 1, 8, 8))  # torch loads its meta kernels once
-    start = time.perf_counter()
     data = unet_diagram_data(model, (1, 1, 572, 572))
-    assert time.perf_counter() - start < 0.5, "shapes only: nothing is computed on the meta device"
+    assert all(p.device.type == "cpu" for p in model.parameters()), "the model itself stays where it was"
     stages = {d["name"]: d for d in data}
     assert [d["name"] for d in data] == ["enc0", "enc1", "enc2", "enc3", "bottleneck",
                                          "dec3", "dec2", "dec1", "dec0", "logits"]

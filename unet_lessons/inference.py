@@ -45,6 +45,9 @@ def _pad(x: torch.Tensor, pads: list[int], mode: str) -> torch.Tensor:
     if mode != "reflect":
         return F.pad(x, pads, mode=mode)
     remaining = list(pads)
+    for i in range(0, len(pads), 2):
+        if x.shape[-1 - i // 2] < 2 and (pads[i] or pads[i + 1]):
+            raise ValueError(f"cannot mirror an axis of length {x.shape[-1 - i // 2]}; use pad_mode='constant'.")
     while any(remaining):
         step = []
         for i, pad in enumerate(remaining):
@@ -76,6 +79,11 @@ def predict_tiled(model: nn.Module, image: torch.Tensor, tile: Union[int, Sequen
         (C, *S) -> (K, *S)
     """
     model.eval()
+    spatial_dims = getattr(model, "spatial_dims", image.dim() - 1)
+    if image.dim() != spatial_dims + 1:
+        raise ValueError(f"predict_tiled takes one image of shape (C, {', '.join('DHW'[-spatial_dims:])}) for a "
+                         f"{spatial_dims}D model; got shape {tuple(image.shape)}. For a batch, call it per image, "
+                         "e.g. predict_tiled(model, batch[0], ...).")
     dims = image.dim() - 1
     tiles = [tile] * dims if isinstance(tile, int) else list(tile)
     if getattr(model, "padding", "same") == "valid":

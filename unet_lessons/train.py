@@ -98,8 +98,13 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
 
 
 def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig):
+    if config.schedule == "onecycle" and config.steps < 4:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)  # too short to warm up and anneal
     if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps, pct_start=0.2)
+        # At least two warm-up steps, so that short runs do not divide by zero.
+        pct_start = min(0.5, max(0.2, 2 / config.steps))
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps,
+                                                   pct_start=pct_start)
     if config.schedule == "poly":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - step / config.steps) ** 0.9)
     if config.schedule == "constant":
@@ -113,7 +118,8 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
 
     Args:
         model: the network; moved to the chosen device.
-        batches: an (endless) iterable of ``(x, y)`` batches, e.g. a ``PatchSampler``.
+        batches: an iterable of ``(x, y)`` batches: an endless one such as a ``PatchSampler``,
+            or a finite one such as a ``DataLoader``, which is started again when it runs out.
         loss_fn: ``loss_fn(logits, y) -> scalar``.
         config: the :class:`TrainConfig`.
         val_fn: optional ``val_fn(model) -> {name: value}``, run every ``config.eval_every``
@@ -123,6 +129,8 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
         ``{"step": [...], "loss": [...], "lr": [...], "val_step": [...], "val_<name>": [...],
         "seconds": float}``.
     """
+    if not isinstance(config.steps, int) or config.steps < 1:
+        raise ValueError(f"TrainConfig.steps must be a whole number of at least 1; got {config.steps!r}.")
     device = torch.device(config.device) if config.device else get_device()
     model.to(device)
     optimizer, history = _optimizer(model, config), {"step": [], "loss": [], "lr": [], "val_step": []}
@@ -131,7 +139,14 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
     collapsed_checks, warned, start = 0, False, time.perf_counter()
     bar = tqdm(range(1, config.steps + 1), desc="training", disable=not config.progress)
     for step in bar:
-        x, y = next(stream)
+        try:
+            x, y = next(stream)
+        except StopIteration:  # a finite loader: start the next epoch
+            stream = iter(batches)
+            try:
+                x, y = next(stream)
+            except StopIteration:
+                raise ValueError("the batches iterable gave no batch; pass a non-empty DataLoader or sampler.") from None
         x, y = x.to(device), y.to(device)
         model.train()
         logits = model(x)
@@ -152,13 +167,15 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
             if collapsed_checks >= 3 and not warned:
                 warnings.warn(message, PredictionCollapseWarning, stacklevel=2)
                 warned = True
-        last = step == config.steps or (config.max_seconds and time.perf_counter() - start > config.max_seconds)
+        out_of_time = bool(config.max_seconds) and time.perf_counter() - start > config.max_seconds
+        last = step == config.steps or out_of_time
         if val_fn is not None and ((config.eval_every and step % config.eval_every == 0) or last):
+            model.eval()
             history["val_step"].append(step)
             for name, value in val_fn(model).items():
                 history.setdefault(f"val_{name}", []).append(float(value))
         bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        if last:
+        if out_of_time:
             break
     bar.close()
     model.eval()
