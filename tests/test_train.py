@@ -143,7 +143,7 @@ def test_short_runs_and_finite_loaders_work():
     images, labels = _one_batch()
     one_epoch = [(images, labels)]  # a finite "loader" of one batch, restarted each epoch
     history = fit(UNet(1, 2, base_features=2, depth=1), one_epoch, DiceCELoss(),
-                  TrainConfig(steps=3, progress=False, device="cpu"))
+                  TrainConfig(steps=3, progress=False, device="cpu", collapse_check=False))
     assert history["step"] == [1, 2, 3]
     with pytest.raises(ValueError, match="no batch"):
         fit(UNet(1, 2, base_features=2, depth=1), [], DiceCELoss(), TrainConfig(steps=2, progress=False))
@@ -153,5 +153,6 @@ def test_validation_runs_in_eval_mode_and_the_bar_completes():
     images, labels = _one_batch()
     modes = []
     fit(UNet(1, 2, base_features=2, depth=1), _repeat((images, labels)), DiceCELoss(),
-        TrainConfig(steps=4, eval_every=2, progress=False), val_fn=lambda m: modes.append(m.training) or {})
+        TrainConfig(steps=4, eval_every=2, progress=False, collapse_check=False),
+        val_fn=lambda m: modes.append(m.training) or {})
     assert modes == [False, False]
