@@ -527,14 +527,6 @@ def test_sampler_augmentation_keeps_images_and_labels_aligned():
         assert torch.equal(x[:, 0][exact].long() - 2, y[exact])
 
 
-def test_sampler_mirror_padding_matches_numpy():
-    from unet_lessons.data.sampler import _mirror_pad
-
-    array = np.arange(2 * 5 * 7).reshape(2, 5, 7)
-    padded = _mirror_pad(torch.from_numpy(array), 3, 1)
-    np.testing.assert_array_equal(padded.numpy(), np.pad(array, ((0, 0), (3, 3), (3, 3)), mode="reflect"))
-
-
 def test_sampler_errors_are_clear():
     images, labels = blocky_data()
     with pytest.raises(ValueError, match="exceeds the image size"):

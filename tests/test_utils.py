@@ -11,6 +11,7 @@ from unet_lessons.utils import (
     format_shape_table,
     get_device,
     load_state_by_order,
+    mirror_pad,
     seed_everything,
     show_source,
     trace_shapes,
@@ -70,3 +71,17 @@ def test_load_state_by_order_copies_and_checks():
         load_state_by_order(nn.Linear(3, 4), nn.Linear(4, 3))
     with pytest.raises(ValueError, match="tensors"):
         load_state_by_order(a, nn.Linear(3, 4))
+
+
+def test_mirror_pad_matches_numpy_reflect():
+    array = np.arange(2 * 5 * 7).reshape(2, 5, 7)
+    padded = mirror_pad(torch.from_numpy(array), [(3, 3), (3, 3)], first_axis=1)
+    np.testing.assert_array_equal(padded.numpy(), np.pad(array, ((0, 0), (3, 3), (3, 3)), mode="reflect"))
+    # Longer than the axis: keeps folding back and forth, as numpy does.
+    padded = mirror_pad(torch.from_numpy(array), [(11, 2), (0, 20)], first_axis=1)
+    np.testing.assert_array_equal(padded.numpy(), np.pad(array, ((0, 0), (11, 2), (0, 20)), mode="reflect"))
+
+
+def test_mirror_pad_refuses_a_length_one_axis():
+    with pytest.raises(ValueError, match="length 1"):
+        mirror_pad(torch.zeros(1, 1, 4), [(1, 1), (0, 0)], first_axis=1)

@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .utils import mirror_pad
+
 __all__ = ["valid_margin", "predict_tiled"]
 
 
@@ -38,24 +40,6 @@ def valid_margin(model: nn.Module, tile: int) -> int:
     workable = [model.output_size(s) for s in model.valid_sizes(1, tile + 1024)]
     near = sorted({o for o in workable if o}, key=lambda o: abs(o - tile))[:2]
     raise ValueError(f"no input gives a {tile}-pixel output tile; output tiles that work nearby: {sorted(near)}.")
-
-
-def _pad(x: torch.Tensor, pads: list[int], mode: str) -> torch.Tensor:
-    """``F.pad`` that also mirrors by more than the image size, by reflecting repeatedly."""
-    if mode != "reflect":
-        return F.pad(x, pads, mode=mode)
-    remaining = list(pads)
-    for i in range(0, len(pads), 2):
-        if x.shape[-1 - i // 2] < 2 and (pads[i] or pads[i + 1]):
-            raise ValueError(f"cannot mirror an axis of length {x.shape[-1 - i // 2]}; use pad_mode='constant'.")
-    while any(remaining):
-        step = []
-        for i, pad in enumerate(remaining):
-            size = x.shape[-1 - i // 2]
-            step.append(min(pad, size - 1))
-        x = F.pad(x, step, mode="reflect")
-        remaining = [r - s for r, s in zip(remaining, step)]
-    return x
 
 
 @torch.no_grad()
@@ -99,7 +83,11 @@ def predict_tiled(model: nn.Module, image: torch.Tensor, tile: Union[int, Sequen
     for m, e in zip(reversed(margins), reversed(extra)):
         pads += [m, m + e]
     device = next(model.parameters()).device
-    padded = _pad(image[None], pads, pad_mode).to(device)  # (1, C, *(S + extra + 2m))
+    if pad_mode == "reflect":
+        padded = mirror_pad(image[None], [(m, m + e) for m, e in zip(margins, extra)], first_axis=2)
+    else:
+        padded = F.pad(image[None], pads, mode=pad_mode)
+    padded = padded.to(device)  # (1, C, *(S + extra + 2m))
     output: Optional[torch.Tensor] = None
     for starts in itertools.product(*(range(0, s + e, t) for s, e, t in zip(sizes, extra, tiles))):
         window = tuple(slice(a, a + t + 2 * m) for a, t, m in zip(starts, tiles, margins))

@@ -6,7 +6,7 @@ import inspect
 import os
 import random
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ __all__ = [
     "format_shape_table",
     "show_source",
     "load_state_by_order",
+    "mirror_pad",
 ]
 
 THREADS_ENV = "UNET_LESSONS_NUM_THREADS"
@@ -165,3 +166,31 @@ def load_state_by_order(target: nn.Module, source: nn.Module) -> nn.Module:
         new_state[t_name] = s_value.clone()
     target.load_state_dict(new_state)
     return target
+
+
+def mirror_pad(tensor: torch.Tensor, pads: Sequence[tuple[int, int]], first_axis: int) -> torch.Tensor:
+    """Extend axes ``first_axis, first_axis + 1, ...`` by mirroring, by any amount and for any dtype.
+
+    Mirrored about the border pixel (..., 2, 1, 0, 1, 2, ...), as ``F.pad(mode="reflect")``
+    and ``grid_sample``'s reflection padding do, and as the U-Net paper mirrors tile borders;
+    a pad longer than the axis keeps folding back and forth.
+
+    Args:
+        tensor: any tensor (labels too: nothing is interpolated).
+        pads: ``(before, after)`` for each padded axis, in axis order.
+        first_axis: the first axis to pad.
+
+    Raises:
+        ValueError: when an axis of length 1 would be padded (there is nothing to mirror).
+    """
+    for axis, (before, after) in enumerate(pads, start=first_axis):
+        if not (before or after):
+            continue
+        n = tensor.shape[axis]
+        if n < 2:
+            raise ValueError(f"cannot mirror an axis of length {n}; use pad_mode='constant'.")
+        period = 2 * (n - 1)
+        index = torch.arange(-before, n + after, device=tensor.device) % period  # triangle wave ...
+        index = (n - 1) - ((n - 1) - index).abs()  # ... folded into 0 .. n - 1
+        tensor = tensor.index_select(axis, index)
+    return tensor

@@ -13,6 +13,7 @@ from typing import Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..utils import mirror_pad
 from .augment import elastic_deform, random_flip_rotate
 
 __all__ = ["PatchSampler"]
@@ -22,20 +23,6 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 
 def _as_tensor(array: ArrayLike) -> torch.Tensor:
     return array if isinstance(array, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(array))
-
-
-def _mirror_pad(tensor: torch.Tensor, margin: int, first_axis: int) -> torch.Tensor:
-    """Pad every axis from ``first_axis`` on by ``margin`` mirrored pixels, for any dtype.
-
-    Mirrored about the border pixel (..., 2, 1, 0, 1, 2, ...), the convention of
-    ``grid_sample``'s reflection padding and of the paper's mirrored tile borders.
-    """
-    for axis in range(first_axis, tensor.ndim):
-        n = tensor.shape[axis]
-        index = torch.arange(-margin, n + margin).abs()  # reflect the start ...
-        index = (n - 1) - ((n - 1) - index).abs()  # ... and the end
-        tensor = tensor.index_select(axis, index)
-    return tensor
 
 
 class PatchSampler:
@@ -122,8 +109,9 @@ class PatchSampler:
             raise ValueError(f"std must be > 0; got {self.std} (constant images? pass std=1.0).")
         # Context for the elastic deformation, stored pre-padded so every crop is one slice.
         self.margin = min(int(np.ceil(2 * elastic_sigma)), min(sizes) - 1) if augment and elastic_sigma > 0 else 0
-        self._padded_images = _mirror_pad(self.images, self.margin, 2) if self.margin else self.images
-        self._padded_labels = _mirror_pad(self.labels, self.margin, 1) if self.margin else self.labels
+        margins = [(self.margin, self.margin)] * len(sizes)
+        self._padded_images = mirror_pad(self.images, margins, first_axis=2) if self.margin else self.images
+        self._padded_labels = mirror_pad(self.labels, margins, first_axis=1) if self.margin else self.labels
         self.generator = torch.Generator().manual_seed(seed)
 
     def reset(self) -> None:
