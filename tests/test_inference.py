@@ -47,3 +47,24 @@ def test_batch_or_wrong_dimensions_are_refused_not_hung():
         predict_tiled(model, torch.randn(1, 1, 64, 64), 32)
     with pytest.raises(ValueError, match="pad_mode='constant'"):
         predict_tiled(UNet(1, 2, spatial_dims=3, base_features=2, depth=1).eval(), torch.randn(1, 1, 8, 8), 4, margin=2)
+
+
+def test_predict_slicewise_equals_a_per_slice_loop_on_every_axis():
+    from unet_lessons.inference import predict_slicewise
+    torch.manual_seed(0)
+    model = UNet(2, 3, base_features=2, depth=2, norm=None).eval()
+    volume = torch.randn(2, 5, 8, 12)
+    for axis in range(3):
+        out = predict_slicewise(model, volume, axis=axis, batch_size=3)
+        assert out.shape == (3, 5, 8, 12)
+        for i in range(volume.shape[axis + 1]):
+            expected = model(volume.select(axis + 1, i)[None])[0]
+            torch.testing.assert_close(out.select(axis + 1, i), expected)
+
+
+def test_predict_slicewise_refuses_3d_models_and_batches():
+    from unet_lessons.inference import predict_slicewise
+    with pytest.raises(ValueError, match="2D model"):
+        predict_slicewise(UNet(1, 2, spatial_dims=3, base_features=2, depth=1), torch.randn(1, 4, 4, 4))
+    with pytest.raises(ValueError, match="per volume"):
+        predict_slicewise(UNet(1, 2, base_features=2, depth=1), torch.randn(2, 1, 4, 4, 4))

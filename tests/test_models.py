@@ -109,3 +109,47 @@ def test_registry_builds_and_names_choices():
     assert "unet" in MODELS
     with pytest.raises(KeyError, match="registered models"):
         build_model("segformer")
+
+
+# ----- the 3D U-Net (Çiçek et al. 2016) as a preset of the same class --------------------------
+def _count_without_norm(model: torch.nn.Module) -> int:
+    return sum(p.numel() for name, p in model.named_parameters() if ".norm." not in name)
+
+
+def test_cicek2016_preset_matches_the_paper():
+    model = UNet.preset("cicek2016")
+    # Biased 3x3x3 convs, bias-free 2x2x2 up-convs, BatchNorm parameters not counted.
+    assert _count_without_norm(model) == 19_069_955
+    assert _count_without_norm(UNet.preset("cicek2016", norm=None)) == 19_069_955
+    assert model.output_size(132) == 44 and model.output_size(116) == 28
+    with torch.device("meta"):
+        meta = UNet.preset("cicek2016")
+    out = meta(torch.empty(1, 3, 132, 132, 116, device="meta"))
+    assert tuple(out.shape) == (1, 3, 44, 44, 28)
+
+
+def test_unet3d_channel_plan_doubles_before_pooling_and_keeps_channels_on_upsampling():
+    model = UNet.preset("cicek2016")
+    widths = [(m.in_channels, m.out_channels) for m in model.inc.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert widths == [(3, 32), (32, 64)]
+    assert [(m.conv.conv1.conv.out_channels, m.conv.conv2.conv.out_channels) for m in model.downs] == [
+        (64, 128), (128, 256), (256, 512)]
+    ups = [(up.up.in_channels, up.up.out_channels, up.up.bias is None) for up in model.ups]
+    assert ups == [(512, 512, True), (256, 256, True), (128, 128, True)]
+    assert [up.conv.conv1.conv.in_channels for up in model.ups] == [768, 384, 192]
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "interp"])
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_unet3d_channel_plan_same_padding_shapes(spatial_dims, upsample):
+    model = UNet(2, 3, spatial_dims=spatial_dims, features=(4, 8, 16), channel_plan="unet3d", upsample=upsample)
+    x = torch.randn(1, 2, *([20] * (spatial_dims - 1)), 12)
+    assert model(x).shape == (1, 3, *x.shape[2:])
+
+
+def test_presets_reject_unknown_names_and_plans():
+    with pytest.raises(KeyError, match="cicek2016"):
+        UNet.preset("cicek")
+    with pytest.raises(ValueError, match="channel_plan"):
+        UNet(channel_plan="3d")
+    assert UNet.preset("cicek2016", in_channels=1).inc.conv1.conv.in_channels == 1

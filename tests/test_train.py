@@ -156,3 +156,18 @@ def test_validation_runs_in_eval_mode_and_the_bar_completes():
         TrainConfig(steps=4, eval_every=2, progress=False, collapse_check=False),
         val_fn=lambda m: modes.append(m.training) or {})
     assert modes == [False, False]
+
+
+def test_fit_names_the_fix_when_labels_exceed_the_output_channels():
+    from unet_lessons.train import check_labels
+    logits = torch.zeros(1, 3, 4, 4, 4)
+    with pytest.raises(ValueError, match="out_channels=5"):
+        check_labels(logits, torch.full((1, 4, 4, 4), 4))
+    with pytest.raises(ValueError, match="0..K-1"):
+        check_labels(logits, torch.full((1, 4, 4, 4), -1))
+    check_labels(logits, torch.full((1, 4, 4, 4), -1), ignore_index=-1)  # all unlabelled: fine
+    check_labels(logits, torch.full((1, 4, 4, 4), 2))
+    model = UNet(1, 3, spatial_dims=3, base_features=2, depth=1)
+    batches = [(torch.randn(1, 1, 4, 4, 4), torch.full((1, 4, 4, 4), 3))]
+    with pytest.raises(ValueError, match="outputs 3 channels"):
+        fit(model, batches, torch.nn.CrossEntropyLoss(), TrainConfig(steps=1, progress=False))

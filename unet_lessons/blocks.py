@@ -157,7 +157,9 @@ class DoubleConv(nn.Sequential):
 
     Args:
         in_channels: input channels.
-        out_channels: output channels of both convs.
+        out_channels: output channels of the second conv.
+        mid_channels: output channels of the first conv; ``out_channels`` when not given.
+            The 3D U-Net's encoder uses ``out_channels // 2`` (Çiçek et al. 2016, Section 2).
         spatial_dims: 2 or 3.
         padding: ``"same"`` or ``"valid"``, see :class:`ConvNormAct`.
         norm: normalisation name; the seed article uses ``"batch"``, the paper ``None``.
@@ -173,6 +175,7 @@ class DoubleConv(nn.Sequential):
         in_channels: int,
         out_channels: int,
         *,
+        mid_channels: Optional[int] = None,
         spatial_dims: int = 2,
         padding: str = "same",
         norm: Optional[str] = "batch",
@@ -181,5 +184,6 @@ class DoubleConv(nn.Sequential):
     ) -> None:
         super().__init__()
         common = dict(spatial_dims=spatial_dims, padding=padding, norm=norm, act=act, bias=bias)
-        self.add_module("conv1", ConvNormAct(in_channels, out_channels, **common))
-        self.add_module("conv2", ConvNormAct(out_channels, out_channels, **common))
+        mid_channels = out_channels if mid_channels is None else mid_channels
+        self.add_module("conv1", ConvNormAct(in_channels, mid_channels, **common))
+        self.add_module("conv2", ConvNormAct(mid_channels, out_channels, **common))

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .utils import mirror_pad
 
-__all__ = ["valid_margin", "predict_tiled"]
+__all__ = ["valid_margin", "predict_tiled", "predict_slicewise"]
 
 
 def valid_margin(model: nn.Module, tile: int) -> int:
@@ -98,3 +98,35 @@ def predict_tiled(model: nn.Module, image: torch.Tensor, tile: Union[int, Sequen
             output = torch.empty((logits.shape[0], *(s + e for s, e in zip(sizes, extra))), dtype=logits.dtype)
         output[(slice(None), *(slice(a, a + t) for a, t in zip(starts, tiles)))] = logits.cpu()
     return output[(slice(None), *(slice(0, s) for s in sizes))]
+
+
+@torch.no_grad()
+def predict_slicewise(model: nn.Module, volume: torch.Tensor, *, axis: int = 0, batch_size: int = 16) -> torch.Tensor:
+    """Segment a volume with a 2D network, one slice at a time: the approach 3D nets replace.
+
+    Each slice is predicted on its own, so nothing links neighbouring slices: the
+    prediction can jump from slice to slice where a 3D net sees the shape's continuity.
+
+    Args:
+        model: a 2D network (``spatial_dims == 2``), same-padded.
+        volume: (C, D, H, W) one volume, already normalised.
+        axis: the spatial axis to slice along (0 = D, axial; 1 = H; 2 = W).
+        batch_size: slices per forward pass.
+
+    Returns:
+        Logits (K, D, H, W).
+    """
+    if getattr(model, "spatial_dims", 2) != 2:
+        raise ValueError(f"predict_slicewise needs a 2D model; this one has spatial_dims={model.spatial_dims}. "
+                         "Give a 3D model the whole volume (or use sliding_window_inference).")
+    if volume.dim() != 4:
+        raise ValueError(f"volume must be one (C, D, H, W) volume; got shape {tuple(volume.shape)}. "
+                         "For a batch, call it per volume.")
+    if axis not in (0, 1, 2):
+        raise ValueError(f"axis must be 0, 1 or 2 (D, H, W); got {axis}.")
+    model.eval()
+    device = next(model.parameters()).device
+    slices = volume.movedim(axis + 1, 0)  # (N, C, h, w): the sliced axis becomes the batch
+    logits = torch.cat([model(slices[i:i + batch_size].to(device)).cpu()
+                        for i in range(0, len(slices), batch_size)])  # (N, K, h, w)
+    return logits.movedim(0, axis + 1)  # (K, D, H, W)

@@ -28,6 +28,7 @@ __all__ = [
     "TrainConfig",
     "PredictionCollapseWarning",
     "collapse_message",
+    "check_labels",
     "fit",
     "predict",
     "evaluate",
@@ -77,12 +78,34 @@ class PredictionCollapseWarning(UserWarning):
 def collapse_message(prediction: torch.Tensor, target: torch.Tensor) -> Optional[str]:
     """A warning text if ``prediction`` (class map) holds one class while ``target`` holds more, else ``None``."""
     predicted, present = torch.unique(prediction), torch.unique(target)
+    present = present[present >= 0]  # negative values mark unlabelled voxels (sparse annotation)
     if len(predicted) != 1 or len(present) < 2:
         return None
     return (f"Predictions collapsed to class {int(predicted[0])} on every pixel, while the labels hold classes "
             f"{present.tolist()} (the 'all-black prediction'). Usual causes: labels stored as 0/255 instead of "
             "class indices 0/1; unnormalised inputs; a learning rate that is too high; strong class imbalance "
             "(use a Dice or Dice+CE loss, or class weights); or simply too few steps.")
+
+
+def check_labels(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: Optional[int] = None) -> None:
+    """Raise a ``ValueError`` if integer labels name a class the network has no output channel for.
+
+    Args:
+        logits: (B, K, *S) network output.
+        target: (B, *S) class indices; other targets (one-hot, regions) are not checked.
+        ignore_index: a label value that marks unlabelled voxels (e.g. sparse annotation).
+    """
+    if target.is_floating_point() or target.dim() != logits.dim() - 1:
+        return
+    labelled = target if ignore_index is None else target[target != ignore_index]
+    if labelled.numel() == 0:
+        return
+    low, high, num_classes = int(labelled.min()), int(labelled.max()), logits.shape[1]
+    if high >= num_classes or low < 0:
+        raise ValueError(f"the labels hold classes {low}..{high}, but the network outputs {num_classes} channels "
+                         f"(classes 0..{num_classes - 1}). Build the model with out_channels={max(high + 1, num_classes)}, "
+                         "or map the labels to 0..K-1 (e.g. 255 -> 1)"
+                         + ("" if ignore_index is None else f"; unlabelled voxels must be {ignore_index}") + ".")
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -150,6 +173,7 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
         x, y = x.to(device), y.to(device)
         model.train()
         logits = model(x)
+        check_labels(logits, y, ignore_index=getattr(loss_fn, "ignore_index", None))
         loss = loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

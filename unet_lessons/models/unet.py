@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ..blocks import DoubleConv, conv_transpose_type, conv_type, max_pool_type
 from .base import check_input, check_spatial_size, nearest_matching
 
-__all__ = ["Down", "Up", "UNet", "center_crop"]
+__all__ = ["Down", "Up", "UNet", "UNET_PRESETS", "center_crop"]
 
 
 def center_crop(x: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tensor:
@@ -57,10 +57,12 @@ class Down(nn.Sequential):
         (B, in_channels, *S) -> (B, out_channels, *S/2) with "same" padding.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, spatial_dims: int = 2, **conv_kwargs) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *, spatial_dims: int = 2,
+                 mid_channels: Optional[int] = None, **conv_kwargs) -> None:
         super().__init__()
         self.add_module("pool", max_pool_type(spatial_dims)(kernel_size=2, stride=2))
-        self.add_module("conv", DoubleConv(in_channels, out_channels, spatial_dims=spatial_dims, **conv_kwargs))
+        self.add_module("conv", DoubleConv(in_channels, out_channels, mid_channels=mid_channels,
+                                           spatial_dims=spatial_dims, **conv_kwargs))
 
 
 class Up(nn.Module):
@@ -71,8 +73,10 @@ class Up(nn.Module):
         skip_channels: channels of the encoder map joined at this level.
         out_channels: output channels.
         spatial_dims: 2 or 3.
-        upsample: ``"transpose"`` (2x2 stride-2 transposed conv to ``skip_channels``
+        upsample: ``"transpose"`` (2x2 stride-2 transposed conv to ``up_channels``
             channels, the paper's "up-convolution") or ``"interp"`` (bi/trilinear, channels kept).
+        up_channels: output channels of the transposed conv: ``skip_channels`` by default
+            (the 2D U-Net halves the channels), ``in_channels`` in the 3D U-Net (kept).
         up_bias: bias of the transposed conv.
         align_corners: for ``"interp"``; the seed uses ``True``, PyTorch recommends ``False``
             (pixel centres stay aligned, and every output pixel reads at most two inputs per axis).
@@ -92,6 +96,7 @@ class Up(nn.Module):
         *,
         spatial_dims: int = 2,
         upsample: str = "transpose",
+        up_channels: Optional[int] = None,
         up_bias: bool = True,
         align_corners: bool = False,
         padding: str = "same",
@@ -100,8 +105,8 @@ class Up(nn.Module):
         super().__init__()
         self.padding = padding
         if upsample == "transpose":
-            self.up = conv_transpose_type(spatial_dims)(in_channels, skip_channels, kernel_size=2, stride=2, bias=up_bias)
-            up_channels = skip_channels
+            up_channels = skip_channels if up_channels is None else up_channels
+            self.up = conv_transpose_type(spatial_dims)(in_channels, up_channels, kernel_size=2, stride=2, bias=up_bias)
         elif upsample == "interp":
             mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[spatial_dims]
             self.up = nn.Upsample(scale_factor=2, mode=mode, align_corners=align_corners)
@@ -143,6 +148,10 @@ class UNet(nn.Module):
         bias: conv bias in the DoubleConvs.
         up_bias: bias of the transposed convs.
         align_corners: corner alignment of the interpolation (``upsample="interp"`` only).
+        channel_plan: ``"unet"`` (2015: both convs of a level at its width, the up-conv halves
+            the channels) or ``"unet3d"`` (Çiçek et al. 2016, Section 2: the first conv of each
+            encoder level has half the level's width, so the channels double *before* pooling,
+            and the up-conv keeps the channels). ``UNet.preset("cicek2016")`` is the paper's net.
 
     Shape:
         (B, in_channels, *S) -> (B, out_channels, *S) with ``padding="same"``;
@@ -165,8 +174,11 @@ class UNet(nn.Module):
         bias: bool = True,
         up_bias: bool = True,
         align_corners: bool = False,
+        channel_plan: str = "unet",
     ) -> None:
         super().__init__()
+        if channel_plan not in ("unet", "unet3d"):
+            raise ValueError(f"channel_plan must be 'unet' or 'unet3d'; got {channel_plan!r}.")
         if features is None:
             if depth < 1:
                 raise ValueError(f"depth must be at least 1; got {depth}.")
@@ -178,27 +190,42 @@ class UNet(nn.Module):
             raise ValueError(f"padding must be 'same' or 'valid'; got {padding!r}.")
         self.in_channels, self.out_channels, self.spatial_dims = in_channels, out_channels, spatial_dims
         self.features, self.depth = tuple(features), len(features) - 1
-        self.upsample_mode, self.padding = upsample, padding
+        self.upsample_mode, self.padding, self.channel_plan = upsample, padding, channel_plan
         conv_kwargs = dict(spatial_dims=spatial_dims, padding=padding, norm=norm, act=act, bias=bias)
+        unet3d = channel_plan == "unet3d"
+        half = lambda width: width // 2 if unet3d else None  # noqa: E731  (first conv's width)
 
         # With interpolation the seed halves the bottleneck, so each concat keeps 2 x skip channels.
-        bottom = features[-1] // 2 if upsample == "interp" else features[-1]
-        self.inc = DoubleConv(in_channels, features[0], **conv_kwargs)
-        self.downs = nn.ModuleList(
-            Down(features[level], bottom if level == self.depth - 1 else features[level + 1], **conv_kwargs)
-            for level in range(self.depth)
-        )
+        bottom = features[-1] // 2 if upsample == "interp" and not unet3d else features[-1]
+        self.inc = DoubleConv(in_channels, features[0], mid_channels=half(features[0]), **conv_kwargs)
+        self.downs = nn.ModuleList()
+        for level in range(self.depth):
+            out = bottom if level == self.depth - 1 else features[level + 1]
+            self.downs.append(Down(features[level], out, mid_channels=half(out), **conv_kwargs))
         self.ups = nn.ModuleList()
         below = bottom
         for level in reversed(range(self.depth)):
-            if upsample == "interp":
+            if upsample == "interp" and not unet3d:
                 out = features[level - 1] if level > 0 else features[0]
             else:
                 out = features[level]
             self.ups.append(Up(below, features[level], out, upsample=upsample, up_bias=up_bias,
+                               up_channels=below if unet3d else None,
                                align_corners=align_corners, **conv_kwargs))
             below = out
         self.head = conv_type(spatial_dims)(features[0], out_channels, kernel_size=1)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "UNet":
+        """A paper's configuration by name (see :data:`UNET_PRESETS`); ``overrides`` replace its arguments.
+
+        ``"ronneberger2015"``: the 2D U-Net of Fig. 1 (1 channel in, 2 classes, 64…1024 channels,
+        valid convs, no normalisation). ``"cicek2016"``: the 3D U-Net of Fig. 1 (3 channels in,
+        3 classes, 32,64 | 64,128 | 128,256 | 256,512, BatchNorm, bias-free up-convolutions).
+        """
+        if name not in UNET_PRESETS:
+            raise KeyError(f"Unknown U-Net preset {name!r}; choose one of {sorted(UNET_PRESETS)}.")
+        return cls(**{**UNET_PRESETS[name], **overrides})
 
     # ----- sizes -------------------------------------------------------------------------
     def output_size(self, size: int) -> Optional[int]:
@@ -279,3 +306,14 @@ class UNet(nn.Module):
             layers += [m for m in up.conv.modules() if isinstance(m, nn.modules.conv._ConvNd)]
         layers.append(self.head)
         return layers
+
+
+#: The papers' configurations, as ``UNet`` arguments (``UNet.preset(name)``).
+UNET_PRESETS: dict[str, dict] = {
+    "ronneberger2015": dict(in_channels=1, out_channels=2, spatial_dims=2, features=(64, 128, 256, 512, 1024),
+                            upsample="transpose", padding="valid", norm=None),
+    # Çiçek et al. 2016, Section 2: "each layer contains two 3x3x3 convolutions each followed by a
+    # ReLU, and then a 2x2x2 max pooling"; BatchNorm before each ReLU; up-convolutions of 2x2x2.
+    "cicek2016": dict(in_channels=3, out_channels=3, spatial_dims=3, features=(64, 128, 256, 512),
+                      upsample="transpose", padding="valid", norm="batch", channel_plan="unet3d", up_bias=False),
+}
