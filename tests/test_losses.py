@@ -13,7 +13,8 @@ from monai.losses import DiceCELoss as MonaiDiceCELoss
 from monai.losses import DiceLoss as MonaiDiceLoss
 from scipy import ndimage
 
-from unet_lessons.losses import DiceCELoss, SoftDiceLoss, one_hot, unet_weight_map, weighted_cross_entropy
+from unet_lessons.losses import (DiceCELoss, SoftDiceLoss, one_hot, unet_weight_map, vnet_dice_gradient,
+                                  weighted_cross_entropy)
 
 SPATIAL = {2: (9, 7), 3: (5, 6, 7)}  # odd, unequal sizes catch axis mix-ups
 NUM_CLASSES = 3
@@ -113,17 +114,23 @@ def test_dice_ce_pieces_and_label_smoothing():
 
 @pytest.mark.parametrize("include_background", [True, False])
 @pytest.mark.parametrize("batch", [True, False])
-def test_empty_target_and_empty_prediction_give_zero_loss(include_background, batch):
+@pytest.mark.parametrize("squared_pred", [False, True])
+def test_empty_target_and_empty_prediction_give_zero_loss(include_background, batch, squared_pred):
     target = torch.zeros(2, 8, 8, dtype=torch.long)  # no foreground anywhere
     probs = one_hot(target, 2)  # and none predicted
-    loss = SoftDiceLoss(softmax=False, include_background=include_background, batch=batch)(probs, target)
+    options = dict(include_background=include_background, batch=batch, squared_pred=squared_pred)
+    loss = SoftDiceLoss(softmax=False, **options)(probs, target)
     assert torch.isfinite(loss) and loss.item() == pytest.approx(0.0, abs=1e-12)
+    # The empty class scores 1 - smooth_nr / smooth_dr: here 1 - 1/2 for the foreground term.
+    halved = SoftDiceLoss(softmax=False, include_background=False, squared_pred=squared_pred, smooth_nr=1.0,
+                          smooth_dr=2.0)(probs, target)
+    assert halved.item() == pytest.approx(0.5)
     # Without the numerator smoothing the same correct answer would cost 1 for the empty class.
     unsmoothed = SoftDiceLoss(softmax=False, include_background=False, smooth_nr=0.0)(probs, target)
     assert unsmoothed.item() == pytest.approx(1.0)
     # With logits the empty class is never predicted exactly 0, but confident logits get close, with finite gradients.
     logits = torch.stack([torch.full((2, 8, 8), 20.0), torch.full((2, 8, 8), -20.0)], dim=1).requires_grad_(True)
-    value = SoftDiceLoss(include_background=include_background, batch=batch)(logits, target)
+    value = SoftDiceLoss(**options)(logits, target)
     value.backward()
     assert torch.isfinite(value) and value.item() < 1e-6
     assert torch.isfinite(logits.grad).all()
@@ -154,6 +161,64 @@ def test_non_probabilities_with_softmax_false_suggest_softmax_true():
     squashed = torch.sigmoid(logits)  # in [0, 1] but the channels do not sum to 1
     with pytest.raises(ValueError, match="softmax=True"):
         SoftDiceLoss(softmax=False)(squashed, target)
+
+
+def test_probability_checks_name_what_is_wrong():
+    target = torch.tensor([[[0, 1], [1, 0]]])
+    probs = one_hot(target, 2, dtype=torch.float64)  # (1, 2, 2, 2), a valid probability map
+    SoftDiceLoss(softmax=False, include_background=False)(probs, target)  # accepted, background dropped or not
+    out_of_range = probs.clone()
+    out_of_range[0, :, 0, 0] = torch.tensor([1.2, -0.2], dtype=torch.float64)  # sums to 1, still not probabilities
+    with pytest.raises(ValueError, match=r"values in \[-0.2, 1.2\]"):
+        SoftDiceLoss(softmax=False)(out_of_range, target)
+    with pytest.raises(ValueError, match="channel sums up to 0.5"):
+        SoftDiceLoss(softmax=False)(probs * 0.5, target)  # in [0, 1], but the channels sum to 0.5
+    poisoned = probs.clone()
+    poisoned[0, 1, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        SoftDiceLoss(softmax=False)(poisoned, target)
+    # A float32 softmax output sums to 1 only within rounding: accepted.
+    confident = torch.softmax(torch.randn(2, 5, 16, 16) * 30, 1)
+    SoftDiceLoss(softmax=False)(confident, torch.zeros(2, 16, 16, dtype=torch.long))
+
+
+BINARY_GRID = list(itertools.product((True, False), (True, False), ((1e-5, 1e-5), (0.0, 1e-6), (1.0, 1.0))))
+
+
+@pytest.mark.parametrize("include_background,batch,smooth", BINARY_GRID)
+def test_vnet_binary_dice_matches_monai(include_background, batch, smooth):
+    """The V-Net setting: two classes, squared denominators, softmax on the logits."""
+    logits, target = make_case(3, seed=21, num_classes=2)
+    options = dict(squared_pred=True, include_background=include_background, batch=batch,
+                   smooth_nr=smooth[0], smooth_dr=smooth[1])
+    x1, x2 = logits.clone().requires_grad_(True), logits.clone().requires_grad_(True)
+    ours = SoftDiceLoss(softmax=True, **options)(x1, target)
+    theirs = MonaiDiceLoss(to_onehot_y=True, softmax=True, **options)(x2, target[:, None])
+    torch.testing.assert_close(ours, theirs)
+    ours.backward()
+    theirs.backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+
+
+def test_vnet_dice_gradient_is_the_autograd_gradient():
+    generator = torch.Generator().manual_seed(4)
+    p = torch.rand(4, 5, 6, generator=generator, dtype=torch.float64, requires_grad=True)
+    g = (torch.rand(4, 5, 6, generator=generator) > 0.7).double()
+    dice = 2 * (p * g).sum() / ((p * p).sum() + (g * g).sum())
+    (autograd,) = torch.autograd.grad(dice, p)
+    torch.testing.assert_close(vnet_dice_gradient(p.detach(), g), autograd)
+    # SoftDiceLoss(squared_pred=True) without smoothing is 1 - D on the foreground channel.
+    probs = torch.stack([1 - p.detach(), p.detach()])[None].requires_grad_(True)  # (1, 2, 4, 5, 6)
+    loss = SoftDiceLoss(softmax=False, include_background=False, squared_pred=True, smooth_nr=0.0,
+                        smooth_dr=1e-300)(probs, g.long()[None])
+    loss.backward()
+    torch.testing.assert_close(loss, 1 - dice.detach())
+    torch.testing.assert_close(probs.grad[0, 1], -vnet_dice_gradient(p.detach(), g))
+    assert not probs.grad[0, 0].any()  # the dropped background gets no gradient
+    with pytest.raises(ValueError, match="0/0"):
+        vnet_dice_gradient(torch.zeros(3), torch.zeros(3))
+    with pytest.raises(ValueError, match="same shape"):
+        vnet_dice_gradient(torch.zeros(3), torch.zeros(4))
 
 
 def test_other_misuse_is_caught():

@@ -3,12 +3,14 @@ import pytest
 import torch.nn as nn
 
 from unet_lessons.models import UNet
+from unet_lessons.models.vnet import VNet
 from unet_lessons.viz.receptive_field import (
     LayerSpec,
     analytic_receptive_field,
     draw_receptive_fields,
     gradient_receptive_field,
     layer_specs,
+    stage_receptive_fields,
     textbook_receptive_field,
 )
 
@@ -103,3 +105,28 @@ def test_draw_receptive_fields_headless():
     assert len(ax.patches) == 2 and ax.get_title() and ax.get_xlabel()
     width = boxes[0][1][1] - boxes[0][1][0] + 1
     assert ax.patches[0].get_width() == width
+
+
+def test_transpose_rules_exact_and_paper():
+    """A 2x2 stride-2 up-conv: each output reads one input (adds 0), but the paper counts its extent (adds j)."""
+    specs = [LayerSpec("c", "conv", 3), LayerSpec("down", "conv", 2, 2), LayerSpec("up", "transpose", 2, 2),
+             LayerSpec("c", "conv", 3)]
+    exact = textbook_receptive_field(specs)
+    assert exact == textbook_receptive_field(specs, transpose_rule="exact")  # the default is unchanged
+    assert [row["r"] for row in exact] == [3, 4, 4, 6]
+    paper = textbook_receptive_field(specs, transpose_rule="paper")
+    assert [row["r"] for row in paper] == [3, 4, 5, 7]
+    assert [row["j"] for row in paper] == [row["j"] for row in exact] == [1, 2, 1, 1]
+    # A 3-wide stride-2 up-conv output reads up to 2 inputs: 2 coarse jumps exactly, 2 fine jumps for the paper.
+    wide = [LayerSpec("down", "conv", 2, 2), LayerSpec("up", "transpose", 3, 2)]
+    assert textbook_receptive_field(wide)[-1]["r"] == 4
+    assert textbook_receptive_field(wide, transpose_rule="paper")[-1]["r"] == 4
+    with pytest.raises(ValueError, match="transpose_rule"):
+        textbook_receptive_field(specs, transpose_rule="kernel")
+
+
+def test_stage_receptive_fields_of_a_small_vnet():
+    # 3x3 convs, one per stage: 3, +1 (down) +2*2 = 8, then up (+0 exact, +1 paper) and +2.
+    model = VNet(spatial_dims=2, base_features=1, kernel_size=3, encoder_depths=(1, 1), decoder_depths=(1,))
+    assert dict(stage_receptive_fields(model)) == {"enc0": 3, "bottleneck": 8, "dec0": 10, "logits": 10}
+    assert stage_receptive_fields(model, transpose_rule="paper")["dec0"] == 11

@@ -1,7 +1,8 @@
 """Segmentation losses: soft Dice, Dice + cross-entropy, and the U-Net border weight map.
 
 * :class:`SoftDiceLoss`: the soft Dice loss of Milletari et al., "V-Net", 3DV 2016,
-  written out by hand and checked against ``monai.losses.DiceLoss(to_onehot_y=True)``.
+  written out by hand and checked against ``monai.losses.DiceLoss(to_onehot_y=True)``;
+  :func:`vnet_dice_gradient` is the paper's closed-form gradient (eq. 2).
 * :class:`DiceCELoss`: Dice + cross-entropy, the default of nnU-Net (Isensee et al.,
   Nature Methods 2021); equal to ``monai.losses.DiceCELoss(to_onehot_y=True, softmax=True)``.
 * :func:`unet_weight_map` and :func:`weighted_cross_entropy`: the pixel-wise weighted
@@ -23,7 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy import ndimage
 
-__all__ = ["one_hot", "SoftDiceLoss", "DiceCELoss", "unet_weight_map", "weighted_cross_entropy"]
+__all__ = ["one_hot", "SoftDiceLoss", "vnet_dice_gradient", "DiceCELoss", "unet_weight_map",
+           "weighted_cross_entropy"]
 
 WeightLike = Union[Sequence[float], torch.Tensor, None]
 
@@ -135,7 +137,13 @@ def _check_prediction(input: torch.Tensor, target: torch.Tensor, *, softmax: boo
         )
     labels = _as_class_indices(labels, num_classes)
     if not softmax:
+        # The target is one-hot over all C channels (background included, even if it is later
+        # dropped), so true probabilities sum to 1 over the channels. Multi-label (sigmoid)
+        # outputs, whose channels overlap, do not fit this loss and are refused here.
         with torch.no_grad():
+            if not bool(torch.isfinite(input).all()):
+                raise ValueError("softmax=False expects probabilities, but the input holds NaN or inf values; "
+                                 "check the network output (a diverged training gives NaN) before the loss.")
             low, high = float(input.min()), float(input.max())
             sums = input.sum(dim=1)
             worst = float((sums - 1).abs().max())
@@ -166,7 +174,8 @@ class SoftDiceLoss(nn.Module):
 
     Args:
         softmax: apply softmax over the channels to the logits. ``False`` means the input
-            already holds probabilities (checked: values in [0, 1], channel sums 1).
+            already holds probabilities, one channel per class (checked: finite, in [0, 1]
+            within 1e-4, channels summing to 1 within 1e-3, as a softmax output does).
         include_background: keep channel 0 in the loss. Dropping it helps when the
             foreground is small, since the easy background Dice would dominate the mean.
         batch: sum the intersection and the areas over the whole batch before dividing,
@@ -246,6 +255,32 @@ class SoftDiceLoss(nn.Module):
         if self.reduction == "sum":
             return loss.sum()
         return loss
+
+
+def vnet_dice_gradient(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """V-Net's closed-form gradient of its Dice ``D = 2 sum(p g) / (sum(p**2) + sum(g**2))``.
+
+    Milletari et al. 2016, eq. 2, with the sums over all voxels of one volume and one class::
+
+        dD/dp_j = 2 [g_j (sum(p**2) + sum(g**2)) - 2 p_j sum(p g)] / (sum(p**2) + sum(g**2))**2
+
+    No smoothing: an empty target with an empty prediction gives 0/0, refused here
+    (:class:`SoftDiceLoss` adds ``smooth_nr``/``smooth_dr`` for that case).
+
+    Args:
+        p: foreground probabilities, any shape.
+        g: binary ground truth, same shape.
+
+    Shape:
+        p (*S), g (*S) -> (*S), the gradient at every voxel.
+    """
+    if p.shape != g.shape:
+        raise ValueError(f"p {tuple(p.shape)} and g {tuple(g.shape)} must have the same shape.")
+    g = g.to(p.dtype)
+    areas = (p * p).sum() + (g * g).sum()
+    if float(areas) == 0:
+        raise ValueError("D is 0/0 when p and g are both all zero; add smoothing as SoftDiceLoss does.")
+    return 2 * (g * areas - 2 * p * (p * g).sum()) / areas**2
 
 
 class DiceCELoss(nn.Module):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Optional, Sequence
@@ -37,6 +38,7 @@ __all__ = [
     "LayerSpec",
     "layer_specs",
     "textbook_receptive_field",
+    "stage_receptive_fields",
     "analytic_receptive_field",
     "gradient_receptive_field",
     "draw_receptive_fields",
@@ -99,12 +101,29 @@ def layer_specs(layers: Sequence[nn.Module]) -> list[LayerSpec]:
     return specs
 
 
-def textbook_receptive_field(specs: Sequence[LayerSpec]) -> list[dict]:
+def textbook_receptive_field(specs: Sequence[LayerSpec], *, transpose_rule: str = "exact") -> list[dict]:
     """The textbook recurrence, layer by layer.
 
-    Returns one row per layer with the field size ``r`` and the jump ``j`` (distance in
-    input pixels between neighbouring pixels of that layer's output).
+    Args:
+        specs: the layers, from :func:`layer_specs`.
+        transpose_rule: how a transposed conv grows the field. ``"exact"`` (default): each
+            output reads at most ``ceil(k / s)`` inputs, so it adds
+            ``(ceil(k / s) - 1) * s * j_new``; a 2x2 stride-2 up-conv adds nothing, since every
+            output pixel reads exactly one input pixel (through one of its taps).
+            ``"paper"``: count the kernel's extent on the finer output grid, ``(k - 1) * j_new``,
+            as if it were an ordinary conv there. That is how V-Net's Table 1 (Milletari et al.
+            2016) gets 476, 528, 546, 551 for the decoder: each 2x2x2 up-conv adds one finer
+            jump (8, 4, 2, 1). Neither rule gives the true field of a net that goes down and
+            back up by stride-2 steps: that depends on where the pixel sits in the coarse grid
+            (:func:`analytic_receptive_field`, confirmed by gradients). For the paper's V-Net it
+            is 532 or 548 voxels per axis, against 536 ("exact") and 551 ("paper").
+
+    Returns:
+        One row per layer with the field size ``r`` and the jump ``j`` (distance in input
+        pixels between neighbouring pixels of that layer's output).
     """
+    if transpose_rule not in ("exact", "paper"):
+        raise ValueError(f"transpose_rule must be 'exact' or 'paper'; got {transpose_rule!r}.")
     r, j = Fraction(1), Fraction(1)
     rows = []
     for spec in specs:
@@ -112,9 +131,11 @@ def textbook_receptive_field(specs: Sequence[LayerSpec]) -> list[dict]:
             r += (spec.kernel - 1) * spec.dilation * j
             j *= spec.stride
         elif spec.kind == "transpose":
-            # Each output reads ceil(k / s) inputs at most.
             j /= spec.stride
-            r += (math.ceil(spec.kernel / spec.stride) - 1) * j * spec.stride
+            if transpose_rule == "paper":
+                r += (spec.kernel - 1) * spec.dilation * j
+            else:  # each output reads ceil(k / s) inputs at most
+                r += (math.ceil(spec.kernel / spec.stride) - 1) * j * spec.stride
         elif spec.kind == "interp":
             r += j  # linear interpolation reads two neighbouring inputs
             j /= spec.scale
@@ -122,6 +143,29 @@ def textbook_receptive_field(specs: Sequence[LayerSpec]) -> list[dict]:
             j /= spec.scale
         rows.append({"layer": spec.name, "kernel": spec.kernel, "stride": spec.stride, "r": float(r), "j": float(j)})
     return rows
+
+
+def stage_receptive_fields(model: nn.Module, *, transpose_rule: str = "exact") -> "OrderedDict[str, float]":
+    """The textbook field at the end of every stage of a model with ``stage_paths()`` (e.g. ``VNet``).
+
+    With ``transpose_rule="paper"`` the V-Net preset ``"milletari2016"`` gives Table 1 of the
+    paper: 5, 22, 72, 172, 372 down, 476, 528, 546, 551 up.
+
+    Args:
+        model: a network whose ``stage_paths()`` maps stage names to their spatial layers.
+        transpose_rule: see :func:`textbook_receptive_field`.
+
+    Returns:
+        Stage name -> field size in input pixels (per axis), in the order of the stages.
+    """
+    names, specs, ends = [], [], []
+    for name, layers in model.stage_paths().items():
+        specs += layer_specs(layers)
+        names.append(name)
+        ends.append(len(specs) - 1)
+    rows = textbook_receptive_field(specs, transpose_rule=transpose_rule)
+    r_before = lambda end: rows[end]["r"] if end >= 0 else 1.0  # noqa: E731  (a stage without layers)
+    return OrderedDict((name, r_before(end)) for name, end in zip(names, ends))
 
 
 def _output_length(spec: LayerSpec, n: int) -> int:
