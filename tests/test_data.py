@@ -547,3 +547,29 @@ def test_public_names_are_exported():
     for name in data.__all__:
         assert getattr(data, name) is not None
     assert data.load_isbi is isbi.load_isbi
+
+
+def test_patch_sampler_foreground_oversampling_finds_rare_structures():
+    labels = np.zeros((3, 40, 40, 40), dtype=np.int64)
+    labels[:, 30:33, 5:8, 20:23] = 1  # 27 foreground voxels of 64,000 per volume
+    images = np.random.default_rng(0).random(labels.shape, dtype=np.float32)
+    uniform = PatchSampler(images, labels, 12, 16, augment=False, seed=0)
+    forced = PatchSampler(images, labels, 12, 16, augment=False, seed=0, foreground=1.0)
+    hits = lambda sampler: sum(int((next(sampler)[1] > 0).flatten(1).any(1).sum()) for _ in range(5))  # noqa: E731
+    assert hits(forced) == 80  # every patch holds foreground
+    assert hits(uniform) < 40
+    half = PatchSampler(images, labels, 12, 64, augment=False, seed=1, foreground=0.5)
+    assert 16 < int((next(half)[1] > 0).flatten(1).any(1).sum()) < 56
+    # Patches stay inside the volume and keep image and label aligned.
+    x, y = next(PatchSampler(images, labels, 12, 8, augment=False, seed=2, foreground=1.0, mean=0.0, std=1.0))
+    assert x.shape == (8, 1, 12, 12, 12) and y.shape == (8, 12, 12, 12)
+
+
+def test_patch_sampler_without_foreground_keeps_its_stream():
+    labels = np.random.default_rng(0).integers(0, 2, (2, 20, 20))
+    images = labels.astype(np.float32)
+    a = next(PatchSampler(images, labels, 8, 4, seed=3, foreground=0.0))
+    b = next(PatchSampler(images, labels, 8, 4, seed=3))
+    torch.testing.assert_close(a[0], b[0])
+    with pytest.raises(ValueError, match="probability"):
+        PatchSampler(images, labels, 8, 4, foreground=1.5)

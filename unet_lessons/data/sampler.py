@@ -49,6 +49,10 @@ class PatchSampler:
             seed and data give identical batches.
         mean: normalisation mean; default: the mean of ``images``, computed once.
         std: normalisation standard deviation; default: the std of ``images``.
+        foreground: probability that a patch is placed around a random foreground voxel
+            (label > 0) instead of anywhere. nnU-Net forces a third of its patches this way
+            (Isensee et al. 2021), so that small structures are seen often enough; 0 samples
+            uniformly, as the U-Net paper did.
 
     Attributes:
         mean, std: the normalisation used; apply it to evaluation images with
@@ -74,6 +78,7 @@ class PatchSampler:
         seed: int = 0,
         mean: Optional[float] = None,
         std: Optional[float] = None,
+        foreground: float = 0.0,
     ) -> None:
         images, labels = _as_tensor(images), _as_tensor(labels)
         spatial_dims = labels.ndim - 1
@@ -96,6 +101,8 @@ class PatchSampler:
         if any(p > n for p, n in zip(patch, sizes)):
             raise ValueError(f"patch_size {patch} exceeds the image size {sizes}; use a smaller patch "
                              f"(or pad the images first).")
+        if not 0.0 <= foreground <= 1.0:
+            raise ValueError(f"foreground is a probability in [0, 1]; got {foreground}.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
 
@@ -112,6 +119,9 @@ class PatchSampler:
         margins = [(self.margin, self.margin)] * len(sizes)
         self._padded_images = mirror_pad(self.images, margins, first_axis=2) if self.margin else self.images
         self._padded_labels = mirror_pad(self.labels, margins, first_axis=1) if self.margin else self.labels
+        self.foreground = float(foreground)
+        # Foreground voxel coordinates per sample, (K_i, len(S)), for placing patches around them.
+        self._foreground_voxels = [torch.nonzero(label > 0) for label in self.labels] if foreground > 0 else None
         self.generator = torch.Generator().manual_seed(seed)
 
     def reset(self) -> None:
@@ -131,6 +141,8 @@ class PatchSampler:
         which = torch.randint(0, len(self.labels), (self.batch_size,), generator=self.generator)  # (B,)
         starts = [torch.randint(0, n - p + 1, (self.batch_size,), generator=self.generator)
                   for n, p in zip(self.labels.shape[1:], self.patch_size)]  # one (B,) per axis
+        if self.foreground > 0:
+            self._place_on_foreground(which, starts)
         m = self.margin  # a start s in image coordinates is s in the padded copy, m pixels before the patch
         xs, ys = [], []
         for b, index in enumerate(which.tolist()):
@@ -147,7 +159,19 @@ class PatchSampler:
             x, y = x[(slice(None), slice(None)) + centre], y[(slice(None),) + centre]  # (B, C, *P), (B, *P)
         return ((x - self.mean) / self.std).contiguous(), y.contiguous()
 
+    def _place_on_foreground(self, which: torch.Tensor, starts: list[torch.Tensor]) -> None:
+        """Move some patches (probability ``foreground``) so that each holds a random foreground voxel."""
+        forced = torch.rand(self.batch_size, generator=self.generator) < self.foreground  # (B,)
+        for b in torch.nonzero(forced).flatten().tolist():
+            voxels = self._foreground_voxels[int(which[b])]
+            if len(voxels) == 0:
+                continue  # nothing to aim at in this sample: keep the uniform patch
+            voxel = voxels[torch.randint(0, len(voxels), (1,), generator=self.generator)][0]
+            for axis, (n, p) in enumerate(zip(self.labels.shape[1:], self.patch_size)):
+                offset = int(torch.randint(0, p, (1,), generator=self.generator))  # where in the patch the voxel lands
+                starts[axis][b] = min(max(int(voxel[axis]) - offset, 0), n - p)
+
     def __repr__(self) -> str:
         return (f"PatchSampler({len(self.labels)} samples of {tuple(self.images.shape[1:])}, "
                 f"patch_size={self.patch_size}, batch_size={self.batch_size}, augment={self.augment}, "
-                f"elastic_sigma={self.elastic_sigma}, seed={self.seed}, mean={self.mean:.4g}, std={self.std:.4g})")
+                f"elastic_sigma={self.elastic_sigma}, foreground={self.foreground}, seed={self.seed}, mean={self.mean:.4g}, std={self.std:.4g})")

@@ -1,0 +1,325 @@
+"""Synthetic 3D volumes: an organ task and a BraTS-like multi-modal tumour task.
+
+Both are generated in a few tens of milliseconds per 64³ volume, deterministically by seed,
+so the 3D lessons train and test without downloads.
+
+**Organ task** (:func:`make_organ_volume`, lessons 03 and 04). One large organ with a
+smooth, randomly deformed surface holds small lesions; the background holds *distractor*
+blobs with exactly the organ's and the lesion's intensities. A smooth multiplicative bias
+field, texture, blur (partial volume) and noise complete the image. So intensity alone
+cannot tell an organ from a distractor or a lesion from a bright blob outside the organ
+(the best intensity interval scores a Dice well below 0.6 on every class), while shape and
+context, which a 3D convolutional network sees, can. ``foreground_fraction`` sets the
+fraction of foreground voxels exactly (down to 1% or less, for the V-Net lesson's class
+imbalance), and ``spacing`` makes the voxels anisotropic: the anatomy is defined in
+millimetres, so thick slices squash every structure along their axis.
+
+**BraTS-like task** (:func:`make_brats_volume`, the No New-Net and autoencoder lessons).
+A head-shaped brain with grey/white-matter texture holds a tumour made of a necrotic core,
+an enhancing rim around it and oedema around both. Four channels stand in for the MRI
+modalities T1, T1c, T2 and FLAIR, each with its own contrast for each part, as in the
+BraTS data (Menze et al. 2015; Bakas et al. 2018): the enhancing rim is bright only in
+T1c, oedema is brightest in FLAIR and T2, the necrotic core is dark in T1 and T1c.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from .synthetic import GeneratedDataset, _spline_matrix
+
+__all__ = [
+    "ORGAN_CLASSES",
+    "MODALITIES",
+    "BRATS_CLASSES",
+    "BRATS_REGIONS",
+    "BRATS_LABEL_VALUES",
+    "make_organ_volume",
+    "make_brats_volume",
+    "brats_regions",
+    "SyntheticOrgans3D",
+    "SyntheticBraTS3D",
+]
+
+ORGAN_CLASSES = ("background", "organ", "lesion")
+MODALITIES = ("T1", "T1c", "T2", "FLAIR")
+#: Our disjoint labels 0..3; BraTS files store them as 0, 1, 2, 4 (see BRATS_LABEL_VALUES).
+BRATS_CLASSES = ("background", "necrotic core", "edema", "enhancing tumour")
+BRATS_LABEL_VALUES = (0, 1, 2, 4)
+#: The nested regions BraTS evaluates: whole tumour ⊃ tumour core ⊃ enhancing tumour.
+BRATS_REGIONS = ("whole tumour", "tumour core", "enhancing tumour")
+
+Shape = Union[int, Sequence[int]]
+
+
+def _shape3(shape: Shape) -> tuple[int, int, int]:
+    dims = (int(shape),) * 3 if np.isscalar(shape) else tuple(int(s) for s in shape)
+    if len(dims) != 3 or min(dims) < 8:
+        raise ValueError(f"shape must be one int or three ints (D, H, W), each at least 8; got {shape!r}.")
+    return dims
+
+
+def _spacing3(spacing: Union[float, Sequence[float]]) -> np.ndarray:
+    values = np.full(3, float(spacing)) if np.isscalar(spacing) else np.asarray(spacing, dtype=float)
+    if values.shape != (3,) or (values <= 0).any():
+        raise ValueError(f"spacing must be one or three positive voxel sizes (D, H, W) in mm; got {spacing!r}.")
+    return values
+
+
+def _smooth_noise_3d(rng: np.random.Generator, shape: Sequence[int], correlation: Sequence[float]) -> np.ndarray:
+    """Zero-mean, unit-std random field varying over about ``correlation`` voxels per axis (B-spline smoothing)."""
+    weights = [_spline_matrix(n, max(float(c), 1.0)) for n, c in zip(shape, correlation)]
+    coarse = rng.standard_normal(tuple(w.shape[1] for w in weights))
+    field = np.einsum("ai,bj,ck,ijk->abc", *weights, coarse, optimize=True)  # (D, H, W)
+    return ((field - field.mean()) / (field.std() + 1e-8)).astype(np.float32)
+
+
+def _grid_mm(shape: Sequence[int], spacing: np.ndarray) -> list[np.ndarray]:
+    """Voxel-centre coordinates in mm, centred on the volume, as three broadcastable axes."""
+    axes = [(np.arange(n, dtype=np.float32) - (n - 1) / 2) * s for n, s in zip(shape, spacing)]
+    return [axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]]
+
+
+def _ellipsoid(grid: list[np.ndarray], centre: np.ndarray, radii: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """Normalised radius of an ellipsoid: < 1 inside, 1 on the surface; rotated by ``rotation``."""
+    offset = [g - c for g, c in zip(grid, centre)]
+    total = 0.0
+    for row, radius in zip(rotation, radii):
+        total = total + ((row[0] * offset[0] + row[1] * offset[1] + row[2] * offset[2]) / radius) ** 2
+    return np.sqrt(total).astype(np.float32)
+
+
+def _rotation(rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
+    return q * np.sign(np.diag(r))
+
+
+def _level_for_fraction(field: np.ndarray, fraction: float) -> float:
+    """The level below which exactly ``fraction`` of the voxels of ``field`` lie."""
+    return float(np.partition(field.ravel(), int(fraction * field.size))[int(fraction * field.size)])
+
+
+def _blobs(rng: np.random.Generator, grid: list[np.ndarray], spacing: np.ndarray, count: int,
+           radius_mm: float, distance: np.ndarray) -> np.ndarray:
+    """A mask of ``count`` random ellipsoids whose centres lie further than their radius from a region.
+
+    ``distance`` holds each voxel's distance in mm to the region to avoid. Each blob is
+    evaluated in its own bounding box only, which keeps many blobs cheap. Blobs may
+    overlap each other, and some may be cut by the volume's edge.
+    """
+    dims = distance.shape
+    mask = np.zeros(dims, dtype=bool)
+    candidates = np.argwhere(distance > 1.4 * radius_mm)  # 1.4: the largest radius factor below
+    for _ in range(count if len(candidates) else 0):
+        centre_vox = candidates[rng.integers(len(candidates))]
+        centre = np.array([grid[axis].ravel()[centre_vox[axis]] for axis in range(3)])
+        radii = radius_mm * rng.uniform(0.6, 1.4, 3)
+        reach = np.ceil(radii.max() / spacing).astype(int) + 1
+        box = tuple(slice(max(0, c - r), min(n, c + r + 1)) for c, r, n in zip(centre_vox, reach, dims))
+        local_grid = [grid[0][box[0]], grid[1][:, box[1]], grid[2][:, :, box[2]]]
+        mask[box] |= _ellipsoid(local_grid, centre, radii, _rotation(rng)) < 1
+    return mask
+
+
+def make_organ_volume(
+    shape: Shape = 64,
+    *,
+    seed: int = 0,
+    num_classes: int = 3,
+    in_channels: int = 1,
+    foreground_fraction: Optional[float] = None,
+    spacing: Union[float, Sequence[float]] = 1.0,
+    noise: float = 0.05,
+    bias: float = 0.3,
+    distractors: int = 16,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic organ volume and its labels.
+
+    Args:
+        shape: (D, H, W) in voxels, or one int for a cube.
+        seed: the volume's seed; the same seed gives the same volume.
+        num_classes: 2 (background, organ) or more: classes 2.. are lesion types inside the
+            organ, each with its own intensity.
+        in_channels: image channels; extra channels show the same anatomy with their own contrast.
+        foreground_fraction: the exact fraction of non-background voxels; default: random, 6–14%.
+        spacing: voxel size in mm along (D, H, W); the field of view is ``shape * spacing``,
+            and the anatomy is sized in mm, so a larger spacing on one axis squashes it there.
+        noise: standard deviation of the Gaussian noise (the tissue contrast is about 0.35).
+        bias: strength of the smooth multiplicative bias field (0 turns it off).
+        distractors: number of organ-like and lesion-like blobs in the background.
+
+    Returns:
+        ``image`` (C, D, H, W) float32 and ``label`` (D, H, W) int64 in ``0..num_classes-1``.
+    """
+    dims, spacing_mm = _shape3(shape), _spacing3(spacing)
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2 (background and organ); got {num_classes}.")
+    if in_channels < 1:
+        raise ValueError(f"in_channels must be at least 1; got {in_channels}.")
+    if foreground_fraction is not None and not 0 < foreground_fraction < 0.6:
+        raise ValueError(f"foreground_fraction must lie in (0, 0.6) (a fraction, not a percentage); "
+                         f"got {foreground_fraction}.")
+    rng = np.random.default_rng(seed)
+    grid, fov = _grid_mm(dims, spacing_mm), np.asarray(dims) * spacing_mm
+    fraction = rng.uniform(0.06, 0.14) if foreground_fraction is None else float(foreground_fraction)
+
+    # The organ: a rotated ellipsoid whose surface is pushed in and out by smooth noise; the level
+    # set containing exactly `fraction` of the voxels is the organ (lesions included).
+    radii = fov.min() * rng.uniform(0.22, 0.34, 3)
+    centre = rng.uniform(-0.12, 0.12, 3) * fov
+    wobble = _smooth_noise_3d(rng, dims, 16.0 / spacing_mm)
+    shape_field = _ellipsoid(grid, centre, radii, _rotation(rng)) + 0.18 * wobble
+    organ = shape_field < _level_for_fraction(shape_field, fraction)
+    label = organ.astype(np.int64)
+
+    # Lesions: small blobs well inside the organ; each lesion class gets one to three of them.
+    inside = ndimage.binary_erosion(organ, iterations=2)
+    lesion_radius = max(2.0 * spacing_mm.min(), 0.3 * (fraction * np.prod(fov)) ** (1 / 3))
+    for cls in range(2, num_classes):
+        candidates = np.argwhere(inside)
+        for _ in range(int(rng.integers(2, 5)) if len(candidates) else 0):
+            centre_vox = candidates[rng.integers(len(candidates))]
+            centre_mm = np.array([grid[a].ravel()[centre_vox[a]] for a in range(3)])
+            blob = _ellipsoid(grid, centre_mm, lesion_radius * rng.uniform(0.7, 1.3, 3), _rotation(rng)) < 1
+            label[blob & inside] = cls
+
+    # Distractors outside the organ with the organ's and the lesions' intensities.
+    # Together the organ-like blobs hold about as many voxels as the organ itself; lesion-like
+    # blobs may fall inside them (a bright spot in a distractor is still background).
+    distance = ndimage.distance_transform_edt(~organ, sampling=spacing_mm) - 2.0 * spacing_mm.max()
+    organ_radius = (3 * fraction * np.prod(fov) / (4 * np.pi)) ** (1 / 3)
+    organ_like = _blobs(rng, grid, spacing_mm, distractors, organ_radius * 1.1 / max(distractors, 1) ** (1 / 3), distance)
+    lesion_like = _blobs(rng, grid, spacing_mm, distractors // 2, lesion_radius, distance)
+
+    lesions = label >= 2
+    capsule = ndimage.binary_dilation(lesions, iterations=1) & ~lesions & (label == 1) if num_classes > 2 else None
+    images = []
+    for channel in range(in_channels):
+        # Tissue intensities of this channel: background, organ, then each lesion class.
+        levels = np.array([0.25, 0.6] + [0.95 - 0.12 * (c - 2) for c in range(2, num_classes)], dtype=np.float32)
+        if channel:
+            levels = levels[rng.permutation(len(levels))] * rng.uniform(0.8, 1.2)
+        tissue = levels[label]
+        tissue[organ_like & (label == 0)] = levels[1]
+        if num_classes > 2:
+            tissue[lesion_like & (label == 0)] = levels[2]
+            tissue[capsule] = levels[0]  # a dark capsule around each lesion, labelled organ
+        # Texture: fine speckle in the organ's tissue only, a faint smooth variation elsewhere.
+        speckle = _smooth_noise_3d(rng, dims, 1.5 / spacing_mm)
+        tissue = tissue + np.where(label == 1, 0.2 * speckle, 0.03 * speckle)
+        tissue = ndimage.gaussian_filter(tissue, sigma=0.8 / spacing_mm)  # partial volume
+        field = np.exp(bias * _smooth_noise_3d(rng, dims, 40.0 / spacing_mm))  # bias field
+        images.append(tissue * field + noise * rng.standard_normal(dims, dtype=np.float32))
+    return np.stack(images).astype(np.float32), label
+
+
+def make_brats_volume(shape: Shape = 64, *, seed: int = 0, noise: float = 0.05,
+                      spacing: Union[float, Sequence[float]] = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """One BraTS-like volume: four modalities and a disjoint tumour label map.
+
+    Args:
+        shape: (D, H, W) in voxels, or one int for a cube.
+        seed: the volume's seed.
+        noise: standard deviation of the Gaussian noise.
+        spacing: voxel size in mm along (D, H, W).
+
+    Returns:
+        ``image`` (4, D, H, W) float32, channels in :data:`MODALITIES` order, zero outside
+        the head; ``label`` (D, H, W) int64 with 0 background, 1 necrotic core, 2 edema,
+        3 enhancing tumour (BraTS' 0, 1, 2, 4). :func:`brats_regions` gives the nested regions.
+    """
+    dims, spacing_mm = _shape3(shape), _spacing3(spacing)
+    rng = np.random.default_rng(seed)
+    grid, fov = _grid_mm(dims, spacing_mm), np.asarray(dims) * spacing_mm
+    head = _ellipsoid(grid, np.zeros(3), fov * np.array([0.44, 0.40, 0.36]), np.eye(3))
+    brain = head + 0.04 * _smooth_noise_3d(rng, dims, 12.0 / spacing_mm) < 1
+    white = _smooth_noise_3d(rng, dims, 6.0 / spacing_mm) > 0.2  # white-matter islands in grey matter
+
+    # The tumour: a deformed core (necrosis inside, an enhancing rim) inside a larger oedema.
+    inner = np.argwhere(ndimage.binary_erosion(brain, iterations=max(3, min(dims) // 6)))
+    centre_vox = inner[rng.integers(len(inner))]
+    centre = np.array([grid[a].ravel()[centre_vox[a]] for a in range(3)])
+    scale = fov.min() * rng.uniform(0.12, 0.17)
+    core = _ellipsoid(grid, centre, scale * rng.uniform(0.8, 1.2, 3), _rotation(rng))
+    core = core + 0.15 * _smooth_noise_3d(rng, dims, 6.0 / spacing_mm)
+    edema = _ellipsoid(grid, centre + rng.normal(0, 0.3 * scale, 3), 2.0 * scale * rng.uniform(0.8, 1.3, 3),
+                       _rotation(rng)) + 0.25 * _smooth_noise_3d(rng, dims, 8.0 / spacing_mm)
+    rim = rng.uniform(0.6, 0.8)  # necrosis is the core's inner part, the enhancing rim its shell
+    label = np.zeros(dims, dtype=np.int64)
+    label[(edema < 1) & brain] = 2
+    label[(core < 1) & brain] = 3
+    label[(core < rim) & brain] = 1
+
+    # Intensity of (grey matter, white matter, necrosis, edema, enhancing) in each modality.
+    contrast = {"T1": (0.55, 0.70, 0.25, 0.45, 0.50), "T1c": (0.55, 0.70, 0.25, 0.50, 1.00),
+                "T2": (0.60, 0.45, 0.90, 0.85, 0.65), "FLAIR": (0.55, 0.45, 0.55, 0.95, 0.70)}
+    images = []
+    for name in MODALITIES:
+        grey, whitem, necrosis, oedema, enhancing = contrast[name]
+        tissue = np.where(white, whitem, grey).astype(np.float32)
+        tissue[label == 1], tissue[label == 2], tissue[label == 3] = necrosis, oedema, enhancing
+        tissue = ndimage.gaussian_filter(tissue + 0.04 * _smooth_noise_3d(rng, dims, 3.0 / spacing_mm),
+                                         sigma=0.7 / spacing_mm)
+        field = np.exp(0.2 * _smooth_noise_3d(rng, dims, 40.0 / spacing_mm))
+        image = tissue * field + noise * rng.standard_normal(dims, dtype=np.float32)
+        images.append(np.where(brain, image, 0.0))
+    return np.stack(images).astype(np.float32), label
+
+
+def brats_regions(label: Union[np.ndarray, torch.Tensor]) -> Union[np.ndarray, torch.Tensor]:
+    """The nested BraTS regions of a disjoint label map, as three binary channels.
+
+    Shape:
+        (*S) labels 0..3 -> (3, *S) float: whole tumour {1, 2, 3}, tumour core {1, 3},
+        enhancing tumour {3}; a batch (B, *S) gives (B, 3, *S).
+    """
+    if isinstance(label, torch.Tensor):
+        regions = [label > 0, (label == 1) | (label == 3), label == 3]
+        return torch.stack(regions, dim=0 if label.dim() == 3 else 1).float()
+    regions = [label > 0, (label == 1) | (label == 3), label == 3]
+    return np.stack(regions, axis=0 if label.ndim == 3 else 1).astype(np.float32)
+
+
+class SyntheticOrgans3D(GeneratedDataset):
+    """Organ volumes made on demand by :func:`make_organ_volume`.
+
+    Args:
+        num_samples: number of volumes.
+        size: (D, H, W) or one int.
+        seed: the dataset's seed (item ``i`` uses ``item_seed(seed, i)``).
+        **kwargs: passed on to :func:`make_organ_volume`.
+
+    Shape:
+        item: image (C, D, H, W) float32, label (D, H, W) int64.
+    """
+
+    generate = staticmethod(make_organ_volume)
+
+
+class SyntheticBraTS3D(GeneratedDataset):
+    """BraTS-like volumes made on demand by :func:`make_brats_volume`.
+
+    Args:
+        num_samples: number of volumes.
+        size: (D, H, W) or one int.
+        seed: the dataset's seed.
+        regions: return the nested region channels (3, D, H, W) instead of the label map.
+        **kwargs: passed on to :func:`make_brats_volume`.
+
+    Shape:
+        item: image (4, D, H, W) float32, label (D, H, W) int64 or regions (3, D, H, W) float32.
+    """
+
+    generate = staticmethod(make_brats_volume)
+
+    def __init__(self, num_samples: int, size: Shape = 64, *, seed: int = 0, regions: bool = False, **kwargs) -> None:
+        super().__init__(num_samples, size, seed=seed, **kwargs)
+        self.regions = regions
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = super().__getitem__(index)
+        return image, (brats_regions(label) if self.regions else label)
