@@ -319,3 +319,24 @@ def test_weighted_cross_entropy():
     torch.testing.assert_close(weighted_cross_entropy(logits, target[:, None], weight[:, None]), expected)
     with pytest.raises(ValueError, match="crop"):
         weighted_cross_entropy(logits, target, np.ones((3, 3)))
+
+
+def test_ignore_index_leaves_unlabelled_voxels_out_of_both_terms():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 5, 6, 7, requires_grad=True)
+    target = torch.randint(0, 3, (2, 5, 6, 7))
+    sparse = target.clone()
+    sparse[:, 1:4] = -1  # unlabelled slices
+    keep = sparse != -1
+    loss = DiceCELoss(ignore_index=-1)(logits, sparse)
+    # Reference: Dice sums over labelled voxels only, CE averaged over labelled voxels.
+    probs = torch.softmax(logits, 1) * keep[:, None]
+    truth = F.one_hot(target, 3).movedim(-1, 1).float() * keep[:, None]
+    inter, areas = (probs * truth).sum((2, 3, 4)), probs.sum((2, 3, 4)) + truth.sum((2, 3, 4))
+    dice = (1 - (2 * inter + 1e-5) / (areas + 1e-5)).mean()
+    ce = F.cross_entropy(logits.movedim(1, -1)[keep], target[keep])
+    torch.testing.assert_close(loss, dice + ce)
+    loss.backward()
+    assert logits.grad[:, :, 1:4].abs().max() == 0  # no signal from unlabelled voxels
+    with pytest.raises(ValueError, match="outside"):
+        DiceCELoss()(logits, sparse)  # without ignore_index, -1 is an error

@@ -182,3 +182,18 @@ def test_metric_errors_name_the_fix():
         pixel_error(np.random.default_rng(0).random((2, 4, 4)), target)
     with pytest.raises(ValueError, match="dilation"):
         boundary_iou(target, target, 2, dilation=0)
+
+
+def test_best_intensity_dice_equals_a_brute_force_search():
+    from unet_lessons.metrics import best_intensity_dice
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=500)
+    target = (values > 0.5) & (values < 1.5)
+    assert best_intensity_dice(values, target, bins=500) == pytest.approx(1.0)  # an interval separates it exactly
+    noisy = target ^ (rng.random(500) < 0.1)
+    edges = np.quantile(values, np.linspace(0, 1, 21))
+    brute = max(2 * ((values >= lo) & (values < hi) & noisy).sum() / (((values >= lo) & (values < hi)).sum() + noisy.sum())
+                for i, lo in enumerate(edges) for hi in list(edges[i + 1:]) + [np.inf])
+    assert best_intensity_dice(values, noisy, bins=20) == pytest.approx(brute)
+    with pytest.raises(ValueError, match="empty"):
+        best_intensity_dice(values, np.zeros(500, bool))

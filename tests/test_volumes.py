@@ -2,19 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from unet_lessons.metrics import best_intensity_dice
 from unet_lessons.data.volumes import (BRATS_CLASSES, MODALITIES, ORGAN_CLASSES, SyntheticBraTS3D, SyntheticOrgans3D,
                                        brats_regions, make_brats_volume, make_organ_volume)
-
-
-def _best_interval_dice(values: np.ndarray, target: np.ndarray, bins: int = 40) -> float:
-    """The best Dice any intensity interval [lo, hi) reaches for ``target``: a global-threshold baseline."""
-    edges = np.quantile(values, np.linspace(0, 1, bins + 1))
-    best = 0.0
-    for i, lo in enumerate(edges):
-        for hi in edges[i + 1:]:
-            chosen = (values >= lo) & (values < hi)
-            best = max(best, 2 * (chosen & target).sum() / (chosen.sum() + target.sum()))
-    return best
 
 
 def test_organ_volume_shapes_types_and_classes():
@@ -54,7 +44,7 @@ def test_intensity_alone_does_not_solve_the_organ_task():
     values = np.concatenate([image[0].ravel() for image, _ in volumes])
     labels = np.concatenate([label.ravel() for _, label in volumes])
     for cls in (1, 2):
-        assert _best_interval_dice(values, labels == cls) < 0.6
+        assert best_intensity_dice(values, labels == cls) < 0.6
 
 
 def test_anisotropic_spacing_squashes_the_anatomy_along_the_thick_axis():

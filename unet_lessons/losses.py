@@ -116,8 +116,12 @@ def one_hot(target: torch.Tensor, num_classes: int, *, spatial_dims: Optional[in
     return F.one_hot(labels, num_classes).movedim(-1, 1).to(dtype)  # (B, C, *S)
 
 
-def _check_prediction(input: torch.Tensor, target: torch.Tensor, *, softmax: bool) -> torch.Tensor:
-    """Validate logits/probabilities against the target; return the target as (B, *S) int64."""
+def _check_prediction(input: torch.Tensor, target: torch.Tensor, *, softmax: bool,
+                      ignore_index: Optional[int] = None) -> torch.Tensor:
+    """Validate logits/probabilities against the target; return the target as (B, *S) int64.
+
+    Voxels labelled ``ignore_index`` are returned as class 0; the caller masks them out.
+    """
     if input.ndim < 3 or not input.is_floating_point():
         raise ValueError(f"input must be float logits or probabilities (B, C, *S); got {input.dtype} "
                          f"of shape {tuple(input.shape)}.")
@@ -135,6 +139,8 @@ def _check_prediction(input: torch.Tensor, target: torch.Tensor, *, softmax: boo
             "padding='valid' outputs a smaller map: crop the target to the output size (centre crop), "
             "or use padding='same'."
         )
+    if ignore_index is not None:
+        labels = labels.masked_fill(labels == ignore_index, 0)
     labels = _as_class_indices(labels, num_classes)
     if not softmax:
         # The target is one-hot over all C channels (background included, even if it is later
@@ -191,6 +197,8 @@ class SoftDiceLoss(nn.Module):
             (dropped with it when ``include_background=False``; MONAI's DiceLoss wants the
             shortened list instead). As in MONAI, the weighted terms are then averaged, not
             normalised by the sum of the weights.
+        ignore_index: a target value that marks unlabelled voxels (sparse annotation,
+            Çiçek et al. 2016): they count in neither the intersection nor the areas.
 
     Shape:
         input (B, C, *S) float, target (B, *S) or (B, 1, *S) int -> scalar, or (B, C') / (C',)
@@ -208,6 +216,7 @@ class SoftDiceLoss(nn.Module):
         smooth_dr: float = 1e-5,
         reduction: str = "mean",
         weight: WeightLike = None,
+        ignore_index: Optional[int] = None,
     ) -> None:
         super().__init__()
         if reduction not in ("mean", "sum", "none"):
@@ -222,16 +231,20 @@ class SoftDiceLoss(nn.Module):
         self.smooth_nr = float(smooth_nr)
         self.smooth_dr = float(smooth_dr)
         self.reduction = reduction
+        self.ignore_index = ignore_index
         class_weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float32).flatten()
         if class_weight is not None and bool((class_weight < 0).any()):
             raise ValueError(f"class weights must be >= 0; got {class_weight.tolist()}.")
         self.register_buffer("class_weight", class_weight)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        labels = _check_prediction(input, target, softmax=self.softmax)
+        labels = _check_prediction(input, target, softmax=self.softmax, ignore_index=self.ignore_index)
         num_classes = input.shape[1]
         probs = torch.softmax(input, dim=1) if self.softmax else input  # (B, C, *S)
         truth = F.one_hot(labels, num_classes).movedim(-1, 1).to(probs.dtype)  # (B, C, *S)
+        if self.ignore_index is not None:
+            labelled = (_squeeze_channel(target, input.ndim - 2) != self.ignore_index).unsqueeze(1).to(probs.dtype)
+            probs, truth = probs * labelled, truth * labelled  # unlabelled voxels drop out of every sum
         if not self.include_background:
             probs, truth = probs[:, 1:], truth[:, 1:]  # (B, C', *S)
 
@@ -299,6 +312,7 @@ class DiceCELoss(nn.Module):
         include_background, batch, squared_pred, smooth_nr, smooth_dr: passed to
             :class:`SoftDiceLoss`; they do not affect the cross-entropy, which always
             covers every class and pixel.
+        ignore_index: target value of unlabelled voxels, left out of both terms.
         reduction: ``"mean"`` (Dice terms averaged; cross-entropy averaged over pixels,
             a weighted average ``sum(w_y * ce) / sum(w_y)`` when ``ce_weight`` is given,
             as in ``torch.nn.CrossEntropyLoss``) or ``"sum"`` (both summed, so the
@@ -328,6 +342,7 @@ class DiceCELoss(nn.Module):
         ce_weight: WeightLike = None,
         dice_weight: WeightLike = None,
         label_smoothing: float = 0.0,
+        ignore_index: Optional[int] = None,
     ) -> None:
         super().__init__()
         if reduction not in ("mean", "sum"):
@@ -337,7 +352,8 @@ class DiceCELoss(nn.Module):
             raise ValueError(f"lambda_dice and lambda_ce must be >= 0; got {lambda_dice}, {lambda_ce}.")
         self.dice = SoftDiceLoss(softmax=True, include_background=include_background, batch=batch,
                                  squared_pred=squared_pred, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
-                                 reduction=reduction, weight=dice_weight)
+                                 reduction=reduction, weight=dice_weight, ignore_index=ignore_index)
+        self.ignore_index = ignore_index
         ce_w = None if ce_weight is None else torch.as_tensor(ce_weight, dtype=torch.float32).flatten()
         self.register_buffer("ce_weight", ce_w)
         self.reduction = reduction
@@ -350,7 +366,8 @@ class DiceCELoss(nn.Module):
         labels = _squeeze_channel(target, input.ndim - 2).long()  # (B, *S)
         weight = None if self.ce_weight is None else self.ce_weight.to(input)
         ce = F.cross_entropy(input, labels, weight=weight, reduction=self.reduction,
-                             label_smoothing=self.label_smoothing)
+                             label_smoothing=self.label_smoothing,
+                             ignore_index=-100 if self.ignore_index is None else self.ignore_index)
         return self.lambda_dice * dice + self.lambda_ce * ce
 
 

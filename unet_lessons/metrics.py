@@ -23,6 +23,7 @@ import torch
 from scipy import ndimage
 
 __all__ = [
+    "best_intensity_dice",
     "ConfusionCounts",
     "confusion_counts",
     "dice_per_class",
@@ -253,3 +254,31 @@ def segmentation_report(prediction: ArrayLike, target: ArrayLike, class_names: S
             report[f"{name} boundary IoU"] = float(boundary[c])
     report["pixel error"] = pixel_error(prediction, target)
     return report
+
+
+def best_intensity_dice(image: ArrayLike, target: ArrayLike, *, bins: int = 40) -> float:
+    """The best Dice that any intensity interval ``lo <= image < hi`` reaches for a binary ``target``.
+
+    A baseline that a segmentation task must beat to be worth a network: if one interval of
+    grey values already scored well, a threshold would do. The interval ends are searched
+    over ``bins + 1`` quantiles of the image.
+
+    Args:
+        image: intensities, any shape.
+        target: boolean (or 0/1) mask of the same shape.
+        bins: number of quantile steps searched.
+    """
+    values = np.asarray(image, dtype=np.float64).ravel()
+    mask = np.asarray(target).astype(bool).ravel()
+    if values.shape != mask.shape:
+        raise ValueError(f"image and target must have the same number of elements; got {values.size} and {mask.size}.")
+    if not mask.any():
+        raise ValueError("target is empty; the baseline is defined for a class that is present.")
+    order = np.argsort(values, kind="stable")
+    positives = np.concatenate([[0], np.cumsum(mask[order])])  # positives among the k smallest values
+    cuts = np.searchsorted(values[order], np.quantile(values, np.linspace(0, 1, bins + 1)), side="left")
+    cuts = np.unique(np.append(cuts, values.size))
+    inside = positives[cuts][None, :] - positives[cuts][:, None]  # (lo, hi): positives in [lo, hi)
+    chosen = cuts[None, :] - cuts[:, None]
+    dice = np.where(chosen > 0, 2 * inside / np.maximum(chosen + mask.sum(), 1), 0.0)
+    return float(dice.max())

@@ -8,6 +8,9 @@
   a multi-class RGB task of thin bars, crosses, stars and discs (labels index ``SHAPE_CLASSES``).
 - ``augment``: the paper's flips, rotations and elastic deformation, 2D and 3D.
 - ``sampler``: :class:`PatchSampler`, the endless stream of training batches.
+- ``volumes``: synthetic 3D data, :func:`make_organ_volume` (organ and lesions) and
+  :func:`make_brats_volume` (four MRI-like modalities, nested tumour regions).
+- ``sparse``: :func:`sparsify_labels`, a few annotated slices per volume (3D U-Net).
 
 Label convention: int64 class indices; for the EM data 0 = membrane, 1 = cell interior,
 for the shapes task indices into ``SHAPE_CLASSES`` (0 = background).
@@ -33,7 +36,10 @@ from .download import (
 )
 from .sampler import PatchSampler
 from .shapes import SHAPE_CLASSES, SyntheticShapes2D, make_shapes_2d, make_shapes_batch
+from .sparse import IGNORE_INDEX, sparsify_labels
 from .synthetic import SyntheticCells2D, make_cells_2d
+from .volumes import (BRATS_CLASSES, BRATS_REGIONS, MODALITIES, ORGAN_CLASSES, SyntheticBraTS3D, SyntheticOrgans3D,
+                      brats_regions, make_brats_volume, make_organ_volume)
 
 # ``isbi`` is imported on first use: importing it here would put it in sys.modules before
 # ``python -m unet_lessons.data.isbi`` runs it, and Python warns about exactly that.
@@ -66,6 +72,17 @@ __all__ = [
     "warp",
     "elastic_deform",
     "PatchSampler",
+    "IGNORE_INDEX",
+    "sparsify_labels",
+    "ORGAN_CLASSES",
+    "MODALITIES",
+    "BRATS_CLASSES",
+    "BRATS_REGIONS",
+    "make_organ_volume",
+    "make_brats_volume",
+    "brats_regions",
+    "SyntheticOrgans3D",
+    "SyntheticBraTS3D",
 ]
 
 

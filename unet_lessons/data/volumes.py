@@ -211,7 +211,7 @@ def make_organ_volume(
         # Texture: fine speckle in the organ's tissue only, a faint smooth variation elsewhere.
         speckle = _smooth_noise_3d(rng, dims, 1.5 / spacing_mm)
         tissue = tissue + np.where(label == 1, 0.2 * speckle, 0.03 * speckle)
-        tissue = ndimage.gaussian_filter(tissue, sigma=0.8 / spacing_mm)  # partial volume
+        tissue = ndimage.gaussian_filter(tissue, sigma=0.5 / spacing_mm)  # partial volume
         field = np.exp(bias * _smooth_noise_3d(rng, dims, 40.0 / spacing_mm))  # bias field
         images.append(tissue * field + noise * rng.standard_normal(dims, dtype=np.float32))
     return np.stack(images).astype(np.float32), label
