@@ -1,0 +1,113 @@
+import base64
+import io
+
+import nbformat
+import numpy as np
+import pytest
+from PIL import Image
+
+from unet_lessons.viz import SliceViewer
+from unet_lessons.viz.slice_viewer import CLASS_COLOURS, ERROR_COLOURS
+
+
+def _volume():
+    rng = np.random.default_rng(0)
+    image = rng.random((2, 10, 12, 14), dtype=np.float32)
+    label = np.zeros((10, 12, 14), dtype=np.int64)
+    label[4:7, 3:9, 5:11] = 1
+    return image, label
+
+
+def _decode(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def test_the_slider_changes_the_drawn_slice_and_the_widget_shows_render():
+    image, label = _volume()
+    viewer = SliceViewer(image, label=label, display_size=28)
+    before = viewer.image_widget.value if viewer.widget else None
+    np.testing.assert_array_equal(_decode(before), viewer.render(**viewer.state))
+    viewer.controls["slice"].value = 2
+    after = viewer.image_widget.value
+    assert after != before and viewer.state["index"] == 2
+    np.testing.assert_array_equal(_decode(after), viewer.render(axis="axial", index=2))
+    assert viewer.readout_widget.value == viewer.readout(**viewer.state)
+    viewer.controls["axis"].value = "sagittal"
+    assert viewer.controls["slice"].max == 13 and viewer.state["index"] == 7
+    viewer.controls["channel"].value = "channel 1"
+    np.testing.assert_array_equal(_decode(viewer.image_widget.value), viewer.render(axis="sagittal", index=7, channel=1))
+
+
+def test_fill_marks_exactly_the_labelled_voxels():
+    image, label = _volume()
+    viewer = SliceViewer(image, label=label, display_size=28)  # 14 voxels wide -> zoom 2
+    plain = viewer.render(index=5, overlay="none")
+    filled = viewer.render(index=5, overlay="fill", opacity=1.0)
+    coloured = (filled != plain).any(axis=2)
+    expected = np.zeros((12, 14), bool)
+    expected[3:9, 5:11] = True
+    np.testing.assert_array_equal(coloured, np.kron(expected, np.ones((2, 2), bool)))
+    assert (filled[coloured] == CLASS_COLOURS[0]).all()
+    np.testing.assert_array_equal(viewer.render(index=5, overlay="fill", opacity=0.0), plain)
+    outline = (viewer.render(index=5, overlay="outline", opacity=1.0) != plain).any(axis=2)
+    assert outline.sum() < coloured.sum() and not outline[8:16, 12:20].any()  # the inside is left clear
+
+
+def test_error_map_colours_false_positives_and_false_negatives():
+    image, label = _volume()
+    prediction = label.copy()
+    prediction[4:7, 3:9, 5:8] = 0  # missed: false negatives
+    prediction[4:7, 0:2, 0:2] = 1  # extra: false positives
+    viewer = SliceViewer(image, label=label, prediction=prediction, display_size=14)
+    frame = viewer.render(index=5, overlay="fill", opacity=1.0, error_map=True)
+    width = 14
+    panel = frame[:, width + 4:]  # the prediction panel, after the label panel and a separator
+    assert (panel[0:2, 0:2] == ERROR_COLOURS["false positive"]).all()
+    assert (panel[3:9, 5:8] == ERROR_COLOURS["false negative"]).all()
+    assert not (panel[3:9, 8:11] == ERROR_COLOURS["false negative"]).all(axis=2).any()  # correct voxels
+
+
+def test_anisotropic_spacing_stretches_the_slice():
+    image, label = _volume()
+    flat = SliceViewer(image, display_size=14).render(axis="coronal", index=6)
+    thick = SliceViewer(image, spacing=(3.0, 1.0, 1.0), display_size=14).render(axis="coronal", index=6)
+    assert flat.shape[:2] == (10, 14) and thick.shape[:2] == (30, 14)
+
+
+def test_two_predictions_side_by_side_and_the_static_fallback():
+    image, label = _volume()
+    viewer = SliceViewer(image, label=label, predictions={"a": label, "b": np.zeros_like(label)}, display_size=14)
+    assert viewer.render().shape == (12, 3 * 14 + 2 * 4, 3)
+    bundle = viewer._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    montage = _decode(base64.b64decode(bundle["image/png"]))
+    assert montage.shape[1] == 3 * 14 + 2 * 4 and montage.shape[0] > 12 * 5
+    assert bundle["text/plain"] == "SliceViewer(10×12×14 voxels, 2 channel(s), panels: label, a, b)"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(image=np.zeros((4, 4))), "volume"),
+    (dict(label=np.zeros((3, 3, 3), int)), "same size"),
+    (dict(label=-np.ones((10, 12, 14), int)), "negative"),
+    (dict(prediction=np.full((10, 12, 14), 0.5)), "fractional"),
+    (dict(channel_names=["T1"]), "one name per channel"),
+])
+def test_bad_input_says_what_to_pass(kwargs, message):
+    image, _ = _volume()
+    kwargs = {"image": image, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        SliceViewer(**kwargs)
+
+
+def test_html_export_shows_the_static_montage(tmp_path):
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import ExecutePreprocessor
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(
+        "import numpy as np\nfrom unet_lessons.viz import SliceViewer\n"
+        "SliceViewer(np.random.default_rng(0).random((8, 16, 16)), label=np.ones((8, 16, 16), int))")]
+    ExecutePreprocessor(timeout=120, kernel_name="python3").preprocess(notebook, {"metadata": {"path": str(tmp_path)}})
+    html, _ = HTMLExporter().from_notebook_node(notebook)
+    assert "data:image/png;base64" in html
+    assert "panels: label" in html or "SliceViewer(8×16×16" in html

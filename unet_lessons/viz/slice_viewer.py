@@ -1,0 +1,269 @@
+"""An interactive viewer for 3D volumes, their labels and predictions, with a static fallback.
+
+Every frame is composed as a numpy RGB array (grey image, class colours, outlines, error
+colours) and shown as PNG bytes in an ``ipywidgets.Image``. Nothing here uses ``pyplot``:
+widget callbacks run on a separate kernel thread in JupyterLab, where pyplot's global state
+is not thread-safe and showed blank frames. The same :meth:`SliceViewer.render` that feeds
+the widget is public, so tests can reproduce any frame pixel for pixel.
+
+Without a live kernel (nbval, an HTML export, GitHub) the viewer shows a static montage of
+evenly spaced slices instead, through its rich display. Built in ``notebooks/03_unet3d.ipynb``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Mapping, Optional, Sequence, Union
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["SliceViewer", "CLASS_COLOURS", "ERROR_COLOURS"]
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
+#: Colours of classes 1, 2, ... (class 0, the background, is never coloured).
+CLASS_COLOURS = np.array([(255, 196, 0), (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48),
+                          (145, 30, 180), (70, 240, 240), (240, 50, 230)], dtype=np.float32)
+#: False positives (predicted foreground of the wrong class) and false negatives (missed foreground).
+ERROR_COLOURS = {"false positive": np.array((255, 60, 60), np.float32),
+                 "false negative": np.array((40, 140, 255), np.float32)}
+_SEPARATOR = 4  # pixels of white between panels
+
+
+def _as_numpy(array: ArrayLike) -> np.ndarray:
+    return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+
+
+class SliceViewer:
+    """Slice through a volume, its label and one or more predictions.
+
+    Controls: the axis (axial slices along D, coronal along H, sagittal along W), a slice
+    slider (click it, then move with the arrow keys), the channel, the overlay (none,
+    outline or fill), its opacity, and an error map that colours each prediction's false
+    positives and false negatives against the label. Panels side by side: the label, then
+    every prediction.
+
+    Args:
+        image: (D, H, W) or (C, D, H, W) volume.
+        label: optional (D, H, W) class map.
+        prediction: optional (D, H, W) class map, shown as "prediction".
+        predictions: optional ``{name: (D, H, W) class map}`` to compare side by side.
+        class_names: names of the classes, for the readout.
+        channel_names: names of the channels (e.g. MRI modalities).
+        spacing: voxel size along (D, H, W); slices are stretched to the right aspect.
+        title: shown above the controls.
+        display_size: about how many screen pixels the longer side of a panel gets.
+
+    Example:
+        >>> SliceViewer(image, label=label, predictions={"3D": p3d, "2D": p2d}, class_names=names)
+    """
+
+    def __init__(self, image: ArrayLike, label: Optional[ArrayLike] = None, prediction: Optional[ArrayLike] = None,
+                 *, predictions: Optional[Mapping[str, ArrayLike]] = None, class_names: Optional[Sequence[str]] = None,
+                 channel_names: Optional[Sequence[str]] = None, spacing: Sequence[float] = (1.0, 1.0, 1.0),
+                 title: Optional[str] = None, display_size: int = 256) -> None:
+        volume = _as_numpy(image).astype(np.float32)
+        if volume.ndim == 3:
+            volume = volume[None]
+        if volume.ndim != 4:
+            raise ValueError(f"image must be a (D, H, W) or (C, D, H, W) volume; got shape {volume.shape}. "
+                             "For a 2D image use show_segmentation; for a batch, pick one volume, e.g. image[0].")
+        self.image, self.shape = volume, volume.shape[1:]
+        self.label = None if label is None else self._class_map(label, "label")
+        maps = dict(predictions or {})
+        if prediction is not None:
+            maps = {"prediction": prediction, **maps}
+        self.predictions = {str(name): self._class_map(p, f"prediction {name!r}") for name, p in maps.items()}
+        if channel_names is not None and len(channel_names) != len(volume):
+            raise ValueError(f"channel_names has {len(channel_names)} names but the image has {len(volume)} "
+                             "channels; give one name per channel.")
+        self.channel_names = list(channel_names) if channel_names else [f"channel {c}" for c in range(len(volume))]
+        self.class_names = list(class_names) if class_names else None
+        self.spacing = tuple(float(s) for s in spacing)
+        if len(self.spacing) != 3 or min(self.spacing) <= 0:
+            raise ValueError(f"spacing must be three positive voxel sizes (D, H, W); got {spacing!r}.")
+        self.title, self.display_size = title, display_size
+        # A fixed grey window per channel, from the whole volume, so that slices are comparable.
+        self.windows = [tuple(np.percentile(channel, (1, 99))) for channel in volume]
+        self._widget: Optional[widgets.Widget] = None
+
+    def _class_map(self, array: ArrayLike, name: str) -> np.ndarray:
+        values = _as_numpy(array)
+        if values.ndim == 4 and values.shape[0] == 1:
+            values = values[0]
+        if values.shape != tuple(self.shape):
+            raise ValueError(f"{name} has shape {values.shape}, but the image volume is {tuple(self.shape)}; "
+                             "pass a class map (D, H, W) of the same size (argmax the logits over channels first).")
+        if np.issubdtype(values.dtype, np.floating) and not np.array_equal(values, np.round(values)):
+            raise ValueError(f"{name} holds fractional values; pass integer class indices (e.g. logits.argmax(0)).")
+        if values.min() < 0:
+            raise ValueError(f"{name} holds negative values; pass class indices 0..K-1 (map unlabelled voxels to 0).")
+        return values.astype(np.int64)
+
+    # ----- rendering ----------------------------------------------------------------------
+    def _panels(self) -> list[tuple[str, Optional[np.ndarray]]]:
+        panels: list[tuple[str, Optional[np.ndarray]]] = []
+        if self.label is not None:
+            panels.append(("label", self.label))
+        panels += list(self.predictions.items())
+        return panels or [("image", None)]
+
+    def _scale(self, axis: int) -> tuple[int, int]:
+        """Integer row and column repeats: the aspect of the voxels, then a zoom to the display size."""
+        rows_axis, cols_axis = [a for a in range(3) if a != axis]
+        ratio = self.spacing[rows_axis] / self.spacing[cols_axis]
+        rows, cols = (max(1, round(ratio)), 1) if ratio >= 1 else (1, max(1, round(1 / ratio)))
+        longest = max(self.shape[rows_axis] * rows, self.shape[cols_axis] * cols)
+        zoom = max(1, self.display_size // longest)
+        return rows * zoom, cols * zoom
+
+    def render(self, axis: str = "axial", index: Optional[int] = None, channel: int = 0, overlay: str = "outline",
+               opacity: float = 0.5, error_map: bool = False) -> np.ndarray:
+        """The frame for these control values: panels side by side, (H, W, 3) uint8.
+
+        Args:
+            axis: ``"axial"`` (along D), ``"coronal"`` (along H) or ``"sagittal"`` (along W).
+            index: slice index along the axis; the middle slice by default.
+            channel: image channel shown in grey.
+            overlay: ``"none"``, ``"outline"`` or ``"fill"``.
+            opacity: 0 (invisible) to 1 (opaque) for the overlay.
+            error_map: colour each prediction's errors against the label instead of its classes.
+        """
+        if axis not in AXES:
+            raise ValueError(f"axis must be one of {list(AXES)}; got {axis!r}.")
+        if overlay not in ("none", "outline", "fill"):
+            raise ValueError(f"overlay must be 'none', 'outline' or 'fill'; got {overlay!r}.")
+        a = AXES[axis]
+        index = self.shape[a] // 2 if index is None else int(index)
+        if not 0 <= index < self.shape[a]:
+            raise ValueError(f"slice index {index} is outside 0..{self.shape[a] - 1} for the {axis} axis.")
+        rows, cols = self._scale(a)
+        enlarge = lambda s: np.repeat(np.repeat(s, rows, axis=0), cols, axis=1)  # noqa: E731
+        low, high = self.windows[channel]
+        grey = np.clip((np.take(self.image[channel], index, axis=a) - low) / max(high - low, 1e-6), 0, 1)
+        grey = np.repeat(enlarge(grey)[..., None] * 255.0, 3, axis=2)  # (h, w, 3)
+        label_slice = None if self.label is None else enlarge(np.take(self.label, index, axis=a))
+        frames = []
+        for name, volume in self._panels():
+            frame = grey.copy()
+            if volume is not None and overlay != "none":
+                classes = enlarge(np.take(volume, index, axis=a))
+                if error_map and label_slice is not None and name != "label":
+                    masks = {"false positive": (classes > 0) & (classes != label_slice),
+                             "false negative": (label_slice > 0) & (classes == 0)}
+                    colours = [(mask, ERROR_COLOURS[kind]) for kind, mask in masks.items()]
+                else:
+                    colours = [(classes == c, CLASS_COLOURS[(c - 1) % len(CLASS_COLOURS)])
+                               for c in np.unique(classes) if c > 0]
+                for mask, colour in colours:
+                    if overlay == "outline":  # two pixels wide, so that it shows at any zoom
+                        mask = mask & ~self._interior(self._interior(mask))
+                    frame[mask] = (1 - opacity) * frame[mask] + opacity * colour
+            frames.append(frame)
+        separator = np.full((grey.shape[0], _SEPARATOR, 3), 255.0)
+        joined = [part for frame in frames for part in (frame, separator)][:-1]
+        return np.concatenate(joined, axis=1).round().astype(np.uint8)
+
+    @staticmethod
+    def _interior(mask: np.ndarray) -> np.ndarray:
+        """Pixels of ``mask`` whose four neighbours are all in ``mask``; the rest is the outline."""
+        padded = np.pad(mask, 1, mode="edge")
+        return mask & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+
+    def frame_png(self, **state) -> bytes:
+        """:meth:`render` encoded as PNG."""
+        buffer = io.BytesIO()
+        Image.fromarray(self.render(**state)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def readout(self, axis: str = "axial", index: Optional[int] = None, channel: int = 0, **_) -> str:
+        """One line describing the frame: the slice, the channel, the panels and what the slice holds."""
+        a = AXES[axis]
+        index = self.shape[a] // 2 if index is None else int(index)
+        parts = [f"{axis} {index}/{self.shape[a] - 1}", self.channel_names[channel]]
+        for name, volume in self._panels():
+            if volume is None:
+                continue
+            counts = np.bincount(np.take(volume, index, axis=a).ravel())
+            names = self.class_names or [f"class {c}" for c in range(len(counts))]
+            held = [f"{names[c] if c < len(names) else c} {n}" for c, n in enumerate(counts) if c > 0 and n > 0]
+            parts.append(f"{name}: " + (", ".join(held) + " vx" if held else "background only"))
+        return " · ".join(parts)
+
+    def montage(self, count: int = 6, **state) -> np.ndarray:
+        """``count`` evenly spaced slices of the axis, one row each, stacked: the static view."""
+        axis = state.pop("axis", "axial")
+        state.pop("index", None)
+        length = self.shape[AXES[axis]]
+        indices = np.linspace(0, length - 1, count + 2).round().astype(int)[1:-1]
+        rows = [self.render(axis=axis, index=int(i), **state) for i in indices]
+        gap = np.full((_SEPARATOR, rows[0].shape[1], 3), 255, np.uint8)
+        return np.concatenate([part for row in rows for part in (row, gap)][:-1], axis=0)
+
+    # ----- the widget -------------------------------------------------------------------------
+    @property
+    def state(self) -> dict:
+        """The current control values, as keyword arguments of :meth:`render`."""
+        c = self.controls
+        return dict(axis=c["axis"].value, index=c["slice"].value, channel=c["channel"].index,
+                    overlay=c["overlay"].value, opacity=c["opacity"].value, error_map=c["error_map"].value)
+
+    @property
+    def widget(self) -> widgets.Widget:
+        """The ipywidgets root, built on first use."""
+        if self._widget is None:
+            self._build()
+        return self._widget
+
+    def _build(self) -> None:
+        middle = self.shape[0] // 2
+        self.controls = {
+            "axis": widgets.ToggleButtons(options=list(AXES), value="axial", description="axis"),
+            "slice": widgets.IntSlider(value=middle, min=0, max=self.shape[0] - 1, description="slice",
+                                       continuous_update=True),
+            "channel": widgets.Dropdown(options=self.channel_names, value=self.channel_names[0], description="channel"),
+            "overlay": widgets.ToggleButtons(options=["none", "outline", "fill"], value="outline", description="overlay"),
+            "opacity": widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity"),
+            "error_map": widgets.Checkbox(value=False, description="error map (FP red, FN blue)",
+                                          disabled=self.label is None or not self.predictions),
+        }
+        self.image_widget = widgets.Image(format="png", value=b"")
+        self.readout_widget = widgets.Label(value="")
+        captions = " | ".join(name for name, _ in self._panels())
+        header = [widgets.HTML(f"<b>{self.title}</b>")] if self.title else []
+        self._widget = widgets.VBox(header + [
+            widgets.HBox([self.controls["axis"], self.controls["channel"]]),
+            widgets.HBox([self.controls["slice"], self.controls["opacity"]]),
+            widgets.HBox([self.controls["overlay"], self.controls["error_map"]]),
+            widgets.Label(value=f"panels: {captions}"), self.image_widget, self.readout_widget])
+        self.controls["axis"].observe(self._on_axis, names="value")
+        for name in ("slice", "channel", "overlay", "opacity", "error_map"):
+            self.controls[name].observe(lambda change: self._redraw(), names="value")
+        self._redraw()
+
+    def _on_axis(self, change) -> None:
+        length = self.shape[AXES[change["new"]]]
+        slider = self.controls["slice"]
+        with slider.hold_trait_notifications():
+            slider.max = length - 1
+            slider.value = length // 2
+        self._redraw()
+
+    def _redraw(self) -> None:
+        state = self.state
+        self.image_widget.value = self.frame_png(**state)
+        self.readout_widget.value = self.readout(**state)
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude) or {}
+        buffer = io.BytesIO()
+        Image.fromarray(self.montage(overlay="outline", opacity=0.8)).save(buffer, format="PNG")
+        bundle["image/png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
+        panels = ", ".join(name for name, _ in self._panels())
+        bundle["text/plain"] = (f"SliceViewer({'×'.join(map(str, self.shape))} voxels, {len(self.image)} channel(s), "
+                                f"panels: {panels})")
+        return bundle
