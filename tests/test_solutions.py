@@ -60,3 +60,33 @@ def test_lesson01_parameter_count():
 
 def test_lesson01_bilinear_x3():
     assert lesson01.check_bilinear_x3(0) and lesson01.check_bilinear_x3(1)
+
+
+from solutions import lesson03  # noqa: E402
+
+from unet_lessons.data import IGNORE_INDEX, sparsify_labels  # noqa: E402
+
+
+def test_lesson03_paper_count_by_hand():
+    model = UNet.preset("cicek2016", norm=None)
+    assert lesson03.paper_parameter_count() == sum(p.numel() for p in model.parameters()) == 19_069_955
+
+
+def test_lesson03_valid_cubic_sides():
+    model = UNet.preset("cicek2016")
+    expected = {s: model.output_size(s) for s in model.valid_sizes(60, 300)}
+    assert lesson03.valid_cubic_sides(60, 300) == expected and expected[132] == 44
+
+
+def test_lesson03_conv_outputs_are_part_of_the_activations():
+    model = UNet(1, 3, spatial_dims=3, features=(4, 8), channel_plan="unet3d")
+    share, total = lesson03.conv_output_share(model, 16)
+    # conv outputs alone: 4+8 channels at 16³ (enc0), 4+8 at 8³ (bottleneck is one level down), ...
+    assert 0 < share < 1 and total > 0
+
+
+def test_lesson03_labelled_fraction():
+    labels = torch.zeros(1, 20, 20, 20, dtype=torch.long)
+    for k in (1, 2, 4):
+        measured = float((sparsify_labels(labels, k) != IGNORE_INDEX).double().mean())
+        assert abs(lesson03.labelled_fraction(k, 20) - measured) < 1e-9
