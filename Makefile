@@ -28,7 +28,7 @@ TEST_ENV := UNET_LESSONS_NUM_THREADS=2 UNET_LESSONS_DEVICE=cpu UNET_LESSONS_OFFL
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=600 -p no:cacheprovider
 
-.PHONY: setup data lab test test-unit test-notebooks clean
+.PHONY: setup data lab test test-unit test-notebooks bench clean
 
 setup: $(STAMP)
 
@@ -63,6 +63,10 @@ data: setup
 
 test-notebooks: data
 	$(TEST_ENV) $(BIN)/python -m pytest $(NBVAL_FLAGS) notebooks
+
+# Speed figures that do not belong in timed tests.
+bench: setup
+	$(TEST_ENV) $(BIN)/python tests/benchmarks/bench_volumes.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
