@@ -90,3 +90,27 @@ def test_lesson03_labelled_fraction():
     for k in (1, 2, 4):
         measured = float((sparsify_labels(labels, k) != IGNORE_INDEX).double().mean())
         assert abs(lesson03.labelled_fraction(k, 20) - measured) < 1e-9
+
+
+from solutions import lesson04  # noqa: E402
+
+from unet_lessons.models import VNet  # noqa: E402
+from unet_lessons.utils import count_parameters  # noqa: E402
+from unet_lessons.viz import stage_receptive_fields  # noqa: E402
+
+
+def test_lesson04_table1_by_hand():
+    model = VNet.preset("milletari2016", base_features=1)
+    expected = [int(r) for r in stage_receptive_fields(model, transpose_rule="paper").values()][:9]
+    assert lesson04.table1_by_hand() == expected == [5, 22, 72, 172, 372, 476, 528, 546, 551]
+
+
+def test_lesson04_parameters_by_hand():
+    for width in (2, 4, 16):
+        assert lesson04.vnet_parameters(width) == count_parameters(VNet.preset("milletari2016", base_features=width))
+    caffe_depths = dict(encoder_depths=(1, 1, 2, 3, 3), decoder_depths=(3, 2, 1, 1))
+    assert lesson04.vnet_parameters(4, **caffe_depths) == count_parameters(VNet(base_features=4, **caffe_depths))
+
+
+def test_lesson04_squared_versus_plain():
+    assert all(lesson04.squared_versus_plain(seed) for seed in range(3))

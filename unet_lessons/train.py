@@ -160,7 +160,9 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
     scheduler = _schedule(optimizer, config)
     stream: Iterator = iter(batches)
     collapsed_checks, warned, start = 0, False, time.perf_counter()
-    bar = tqdm(range(1, config.steps + 1), desc="training", disable=not config.progress)
+    # One refresh a second: in a notebook every refresh is a widget message, and a flood of them can
+    # overflow the kernel's message queue (nbval then misses the end of the cell).
+    bar = tqdm(range(1, config.steps + 1), desc="training", disable=not config.progress, mininterval=1.0)
     for step in bar:
         try:
             x, y = next(stream)
