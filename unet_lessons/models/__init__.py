@@ -8,15 +8,17 @@ import torch.nn as nn
 
 from .fcn import FCN, FCN32sSeed, VGGClassifier, VGGEncoder, convolutionalize
 from .unet import UNET_PRESETS, UNet
+from .unetpp import UNetPlusPlus
 from .vnet import VNET_PRESETS, VNet
 
-__all__ = ["MODELS", "build_model", "UNet", "UNET_PRESETS", "VNet", "VNET_PRESETS", "FCN", "FCN32sSeed", "VGGEncoder", "VGGClassifier", "convolutionalize"]
+__all__ = ["MODELS", "build_model", "UNet", "UNET_PRESETS", "VNet", "VNET_PRESETS", "UNetPlusPlus", "FCN", "FCN32sSeed", "VGGEncoder", "VGGClassifier", "convolutionalize"]
 
 #: name -> constructor. Presets are functions so that a lesson can name a paper's configuration.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "unet": UNet,
     "fcn": FCN,
     "vnet": VNet,
+    "unetpp": UNetPlusPlus,
 }
 
 

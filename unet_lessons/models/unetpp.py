@@ -1,0 +1,154 @@
+"""UNet++: nested, dense skip pathways with deep supervision, in 2D and 3D.
+
+Zhou, Siddiquee, Tajbakhsh and Liang, "UNet++: A Nested U-Net Architecture for Medical
+Image Segmentation", DLMIA 2018 (Section 2, Fig. 1). The encoder is a U-Net's: nodes
+``X^{i,0}``, each a unit of two 3x3 conv + act, pooled between levels. Between encoder
+and decoder, every skip pathway becomes a row of nodes::
+
+    X^{i,j} = H(concat(X^{i,0}, ..., X^{i,j-1}, Up(X^{i+1,j-1})))     for j >= 1
+
+so the features that reach the top row have passed through convolutions at every depth.
+With deep supervision, a 1x1 head on each of ``X^{0,1} ... X^{0,L}`` gives a
+segmentation, and the loss is averaged over them; at inference the model can be pruned
+to depth ``k``: only the nodes with ``i + j <= k`` are needed for ``X^{0,k}``.
+
+The seed article says no 3D version exists; MONAI's ``BasicUNetPlusPlus`` is 2D and 3D,
+and so is this one, through ``spatial_dims``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+
+from ..blocks import DoubleConv, conv_transpose_type, conv_type, max_pool_type
+from .base import check_input, check_spatial_size, nearest_matching
+
+__all__ = ["UNetPlusPlus", "deep_supervision_loss"]
+
+
+class UNetPlusPlus(nn.Module):
+    """UNet++ (Zhou et al. 2018) for 2D images or 3D volumes; returns logits.
+
+    Args:
+        in_channels: input channels.
+        out_channels: classes (1 with a sigmoid in the paper's binary tasks).
+        spatial_dims: 2 or 3.
+        features: channels of the levels ``X^{0,.}`` … ``X^{L,.}`` (paper: 32, 64, 128, 256, 512).
+        deep_supervision: a 1x1 head on every ``X^{0,j}``; otherwise only on ``X^{0,L}``.
+        norm: normalisation name (``None`` in the paper's configuration).
+        act: activation name.
+
+    Shape:
+        (B, in_channels, *S) -> (B, out_channels, *S), every size a multiple of ``2**L``.
+        With deep supervision, ``forward`` returns the list of the L heads' logits in
+        training mode, and in eval mode the deepest head's (or the one chosen by ``head``).
+    """
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, *, spatial_dims: int = 2,
+                 features: Sequence[int] = (32, 64, 128, 256, 512), deep_supervision: bool = False,
+                 norm: Optional[str] = None, act: Optional[str] = "relu") -> None:
+        super().__init__()
+        features = tuple(int(f) for f in features)
+        if len(features) < 2:
+            raise ValueError(f"features needs at least two levels; got {features}.")
+        self.in_channels, self.out_channels, self.spatial_dims = in_channels, out_channels, spatial_dims
+        self.features, self.depth, self.deep_supervision = features, len(features) - 1, deep_supervision
+        unit = dict(spatial_dims=spatial_dims, norm=norm, act=act)
+        self.pool = max_pool_type(spatial_dims)(kernel_size=2, stride=2)
+        self.nodes = nn.ModuleDict()
+        self.ups = nn.ModuleDict()
+        for i, width in enumerate(features):  # the encoder column X^{i,0}
+            self.nodes[f"x_{i}_0"] = DoubleConv(in_channels if i == 0 else features[i - 1], width, **unit)
+        for j in range(1, self.depth + 1):  # then column by column, as the rule needs
+            for i in range(self.depth + 1 - j):
+                self.ups[f"x_{i}_{j}"] = conv_transpose_type(spatial_dims)(features[i + 1], features[i], 2, stride=2)
+                self.nodes[f"x_{i}_{j}"] = DoubleConv(features[i] * (j + 1), features[i], **unit)
+        heads = range(1, self.depth + 1) if deep_supervision else [self.depth]
+        self.heads = nn.ModuleDict({f"head_{j}": conv_type(spatial_dims)(features[0], out_channels, 1) for j in heads})
+
+    def node_grid(self) -> "OrderedDict[str, list[str]]":
+        """Every node and the nodes it reads, in computation order (for drawing the grid)."""
+        grid: OrderedDict[str, list[str]] = OrderedDict()
+        for i in range(self.depth + 1):
+            grid[f"x_{i}_0"] = [] if i == 0 else [f"x_{i - 1}_0"]
+        for j in range(1, self.depth + 1):
+            for i in range(self.depth + 1 - j):
+                grid[f"x_{i}_{j}"] = [f"x_{i}_{k}" for k in range(j)] + [f"x_{i + 1}_{j - 1}"]
+        return grid
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear ``ValueError`` for wrong dimensions, channels or sizes (as ``UNet`` does)."""
+        check_input(x, model_name=type(self).__name__, spatial_dims=self.spatial_dims, in_channels=self.in_channels)
+        multiple = 2**self.depth
+        is_valid = lambda s: s >= multiple and s % multiple == 0  # noqa: E731
+        check_spatial_size(x.shape[2:], model_name=type(self).__name__, is_valid=is_valid,
+                           nearest=lambda s: nearest_matching(s, is_valid),
+                           rule=f"With depth {self.depth} every axis must be a multiple of 2**{self.depth} = {multiple}.")
+
+    def forward_features(self, x: torch.Tensor, *, depth: Optional[int] = None) -> "OrderedDict[str, torch.Tensor]":
+        """Every node's output (``"x_i_j"``) and every head's logits (``"head_j"``).
+
+        ``depth`` computes only the nodes with ``i + j <= depth``: the pruned network.
+        """
+        self.check_input(x)
+        depth = self.depth if depth is None else depth
+        feats: OrderedDict[str, torch.Tensor] = OrderedDict()
+        h = x
+        for i in range(depth + 1):
+            h = self.nodes[f"x_{i}_0"](h if i == 0 else self.pool(h))  # (B, F_i, *S / 2**i)
+            feats[f"x_{i}_0"] = h
+        for j in range(1, depth + 1):
+            for i in range(depth + 1 - j):
+                up = self.ups[f"x_{i}_{j}"](feats[f"x_{i + 1}_{j - 1}"])  # (B, F_i, *S / 2**i)
+                same_row = [feats[f"x_{i}_{k}"] for k in range(j)]
+                feats[f"x_{i}_{j}"] = self.nodes[f"x_{i}_{j}"](torch.cat(same_row + [up], dim=1))
+        for name, head in self.heads.items():
+            j = int(name.split("_")[1])
+            if j <= depth:
+                feats[name] = head(feats[f"x_0_{j}"])  # (B, out_channels, *S)
+        return feats
+
+    def forward(self, x: torch.Tensor, *, head: Optional[int] = None) -> Union[torch.Tensor, list[torch.Tensor]]:
+        if head is not None:
+            self._check_head(head)
+            return self.forward_features(x, depth=head)[f"head_{head}"]
+        feats = self.forward_features(x)
+        if self.deep_supervision and self.training:
+            return [feats[f"head_{j}"] for j in range(1, self.depth + 1)]
+        return feats[f"head_{self.depth}"]
+
+    def _check_head(self, head: int) -> None:
+        if not 1 <= head <= self.depth:
+            raise ValueError(f"head/pruning depth must be between 1 and the model's depth {self.depth}; got {head}.")
+        if f"head_{head}" not in self.heads:
+            raise ValueError(f"there is no head on X^(0,{head}): build the model with deep_supervision=True "
+                             "to read or prune at a shallower depth.")
+
+    def prune(self, depth: int) -> "UNetPlusPlus":
+        """A copy with only the nodes ``i + j <= depth`` and the head on ``X^{0,depth}``: UNet++ L_depth.
+
+        Its output equals the full model's head-``depth`` output exactly.
+        """
+        self._check_head(depth)
+        pruned = copy.deepcopy(self)
+        keep = lambda name: sum(int(k) for k in name.split("_")[1:]) <= depth  # noqa: E731
+        pruned.nodes = nn.ModuleDict({k: v for k, v in pruned.nodes.items() if keep(k)})
+        pruned.ups = nn.ModuleDict({k: v for k, v in pruned.ups.items() if keep(k)})
+        pruned.heads = nn.ModuleDict({f"head_{depth}": pruned.heads[f"head_{depth}"]})
+        pruned.features, pruned.depth, pruned.deep_supervision = self.features[:depth + 1], depth, False
+        return pruned
+
+
+def deep_supervision_loss(outputs: Union[torch.Tensor, Sequence[torch.Tensor]], target: torch.Tensor,
+                          loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The loss averaged over the heads (Zhou et al. 2018, Section 2); one tensor passes straight through."""
+    if isinstance(outputs, torch.Tensor):
+        return loss_fn(outputs, target)
+    if len(outputs) == 0:
+        raise ValueError("no head outputs to supervise; build the model with deep_supervision=True.")
+    return sum(loss_fn(output, target) for output in outputs) / len(outputs)
