@@ -143,7 +143,8 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
         model: the network; moved to the chosen device.
         batches: an iterable of ``(x, y)`` batches: an endless one such as a ``PatchSampler``,
             or a finite one such as a ``DataLoader``, which is started again when it runs out.
-        loss_fn: ``loss_fn(logits, y) -> scalar``.
+        loss_fn: ``loss_fn(logits, y) -> scalar``; with deep supervision ``logits`` is the list of
+            the heads' outputs (see ``unet_lessons.models.unetpp.deep_supervision_loss``).
         config: the :class:`TrainConfig`.
         val_fn: optional ``val_fn(model) -> {name: value}``, run every ``config.eval_every``
             steps and at the end, with the model in ``eval`` mode.
@@ -175,7 +176,9 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
         x, y = x.to(device), y.to(device)
         model.train()
         logits = model(x)
-        check_labels(logits, y, ignore_index=getattr(loss_fn, "ignore_index", None))
+        # Deep supervision returns one output per head (UNet++): the loss takes them all, the checks the last.
+        final = logits[-1] if isinstance(logits, (list, tuple)) else logits
+        check_labels(final, y, ignore_index=getattr(loss_fn, "ignore_index", None))
         loss = loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -188,7 +191,7 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
         scheduler.step()
         if config.collapse_check and step > config.steps // 4:
             # Three collapsed batches in a row past the first quarter is no longer a warm-up blip.
-            message = collapse_message(logits.detach().argmax(1), y)
+            message = collapse_message(final.detach().argmax(1), y)
             collapsed_checks = collapsed_checks + 1 if message else 0
             if collapsed_checks >= 3 and not warned:
                 warnings.warn(message, PredictionCollapseWarning, stacklevel=2)

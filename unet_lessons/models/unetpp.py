@@ -19,6 +19,7 @@ and so is this one, through ``spatial_dims``.
 from __future__ import annotations
 
 import copy
+import re
 from collections import OrderedDict
 from typing import Callable, Optional, Sequence, Union
 
@@ -28,7 +29,7 @@ import torch.nn as nn
 from ..blocks import DoubleConv, conv_transpose_type, conv_type, max_pool_type
 from .base import check_input, check_spatial_size, nearest_matching
 
-__all__ = ["UNetPlusPlus", "deep_supervision_loss"]
+__all__ = ["UNetPlusPlus", "DeepSupervisionLoss", "deep_supervision_loss", "load_monai_weights"]
 
 
 class UNetPlusPlus(nn.Module):
@@ -122,6 +123,29 @@ class UNetPlusPlus(nn.Module):
             return [feats[f"head_{j}"] for j in range(1, self.depth + 1)]
         return feats[f"head_{self.depth}"]
 
+    def deepest_path(self, head: Optional[int] = None) -> list[nn.Module]:
+        """The spatial layers along the longest path from the input to ``head`` (default: the deepest).
+
+        Down the encoder to ``X^{k,0}``, then up the diagonal ``X^{k-1,1}, ..., X^{0,k}``: the
+        same layers as a U-Net of depth ``k``. Every other path to ``X^{0,k}`` (along a row of
+        dense skips) is shorter and sees a subset of the input, so this path sets the receptive
+        field (``unet_lessons.viz.receptive_field``).
+        """
+        depth = self.depth if head is None else head
+        if not 1 <= depth <= self.depth:
+            raise ValueError(f"head must be between 1 and the model's depth {self.depth}; got {head}.")
+        convs = lambda node: [m for m in self.nodes[node].modules() if isinstance(m, nn.modules.conv._ConvNd)]  # noqa: E731
+        layers: list[nn.Module] = []
+        for i in range(depth + 1):
+            layers += ([self.pool] if i else []) + convs(f"x_{i}_0")
+        for j in range(1, depth + 1):
+            node = f"x_{depth - j}_{j}"
+            layers += [self.ups[node]] + convs(node)
+        head_name = f"head_{depth}"
+        if head_name in self.heads:
+            layers.append(self.heads[head_name])
+        return layers
+
     def _check_head(self, head: int) -> None:
         if not 1 <= head <= self.depth:
             raise ValueError(f"head/pruning depth must be between 1 and the model's depth {self.depth}; got {head}.")
@@ -152,3 +176,59 @@ def deep_supervision_loss(outputs: Union[torch.Tensor, Sequence[torch.Tensor]], 
     if len(outputs) == 0:
         raise ValueError("no head outputs to supervise; build the model with deep_supervision=True.")
     return sum(loss_fn(output, target) for output in outputs) / len(outputs)
+
+
+class DeepSupervisionLoss(nn.Module):
+    """``loss_fn`` averaged over the heads, as a module that ``fit`` can take like any loss.
+
+    Args:
+        loss_fn: the loss of one head, ``loss_fn(logits, target)``; its ``ignore_index``
+            (sparse labels) is passed on.
+    """
+
+    def __init__(self, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.loss_fn = loss_fn
+        self.ignore_index = getattr(loss_fn, "ignore_index", None)
+
+    def forward(self, outputs: Union[torch.Tensor, Sequence[torch.Tensor]], target: torch.Tensor) -> torch.Tensor:
+        return deep_supervision_loss(outputs, target, self.loss_fn)
+
+
+def _monai_key(key: str) -> str:
+    """Our parameter name for one of MONAI ``BasicUNetPlusPlus``'s (same layout, other names)."""
+    rules = [
+        (r"^conv_0_0\.conv_(\d)\.", lambda m: f"nodes.x_0_0.conv{int(m[1]) + 1}."),
+        (r"^conv_(\d)_0\.convs\.conv_(\d)\.", lambda m: f"nodes.x_{m[1]}_0.conv{int(m[2]) + 1}."),
+        (r"^upcat_(\d)_(\d)\.convs\.conv_(\d)\.", lambda m: f"nodes.x_{m[1]}_{m[2]}.conv{int(m[3]) + 1}."),
+        (r"^upcat_(\d)_(\d)\.upsample\.deconv\.", lambda m: f"ups.x_{m[1]}_{m[2]}."),
+        (r"^final_conv_0_(\d)\.", lambda m: f"heads.head_{m[1]}."),
+    ]
+    for pattern, replace in rules:
+        match = re.match(pattern, key)
+        if match:
+            return (replace(match) + key[match.end():]).replace("adn.N.", "norm.")
+    raise KeyError(f"no counterpart for MONAI parameter {key!r}")
+
+
+def load_monai_weights(model: UNetPlusPlus, monai_model: nn.Module) -> UNetPlusPlus:
+    """Copy the weights of MONAI's ``BasicUNetPlusPlus`` into ``model``, name by name.
+
+    Both must have the same configuration: ``features`` ending ``(F0, F0, 2F0, 4F0, 8F0, F0)`` on
+    MONAI's side (its up-convolution halves the channels below row 0 and keeps them on row 0,
+    ours always maps ``F_{i+1} -> F_i``), and ``deep_supervision=True`` on ours, because MONAI
+    builds all four heads even without deep supervision.
+
+    Raises:
+        ValueError: naming the parameters whose shapes or names do not match.
+    """
+    ours = model.state_dict()
+    mapped = {_monai_key(key): value for key, value in monai_model.state_dict().items()}
+    missing, unexpected = sorted(set(ours) - set(mapped)), sorted(set(mapped) - set(ours))
+    wrong = [k for k in set(ours) & set(mapped) if ours[k].shape != mapped[k].shape]
+    if missing or unexpected or wrong:
+        raise ValueError(f"the two models are configured differently: missing {missing[:3]}, unexpected "
+                         f"{unexpected[:3]}, shapes differ for {sorted(wrong)[:3]}. Build ours with the same "
+                         "features, norm and deep_supervision=True.")
+    model.load_state_dict(mapped)
+    return model

@@ -1,0 +1,132 @@
+"""The UNet++ grid of nodes, drawn from the model's own wiring and shapes.
+
+Zhou et al. (2018) explain UNet++ with one figure (Fig. 1a): the nodes ``X^{i,j}`` on a
+triangle, the encoder down its left edge, the U-Net's decoder up its right edge, and the
+nested, densely connected nodes in between. :func:`draw_node_grid` draws that figure from
+``UNetPlusPlus.node_grid()`` (which node reads which) and a ``forward_features`` pass on
+the ``"meta"`` device (channels and sizes, computed for free), so it cannot disagree with
+the code. Built in ``notebooks/05_unetpp.ipynb``.
+
+Layout: node ``X^{i,j}`` sits at column ``2j + i`` and row ``i``. Colours follow the
+paper's figure: black for the nodes a U-Net of the same depth has, green for the nested
+nodes, blue dashed for the dense skip connections, red for the deep-supervision heads.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle, FancyArrowPatch
+
+from .diagram import meta_copy
+
+__all__ = ["node_grid_data", "draw_node_grid"]
+
+BACKBONE_COLOUR = "#222222"   # nodes a U-Net also has
+NESTED_COLOUR = "#2ca02c"     # the nested nodes of the skip pathways
+SKIP_COLOUR = "#1f77b4"       # dense skip connections
+POOL_COLOUR = "#d62728"       # red: down (max-pool); the up arrows are grey
+HEAD_COLOUR = "#d62728"       # deep supervision heads
+PRUNED_ALPHA = 0.18
+
+
+def _indices(name: str) -> tuple[int, int]:
+    _, i, j = name.split("_")
+    return int(i), int(j)
+
+
+def node_grid_data(model: nn.Module, input_shape: Sequence[int]) -> list[dict]:
+    """One record per node: ``name``, ``i``, ``j``, ``inputs`` (names), ``channels``, ``spatial``.
+
+    Args:
+        model: a :class:`~unet_lessons.models.UNetPlusPlus`.
+        input_shape: ``(B, C, *S)`` or the spatial size ``S``.
+    """
+    if not hasattr(model, "node_grid"):
+        raise TypeError(f"draw_node_grid needs a UNetPlusPlus (with node_grid()); got {type(model).__name__}. "
+                        "For a U-Net use draw_unet.")
+    shape = tuple(input_shape)
+    if len(shape) == model.spatial_dims:
+        shape = (1, model.in_channels, *shape)
+    feats = meta_copy(model).forward_features(torch.empty(shape, device="meta"))
+    records = []
+    for name, inputs in model.node_grid().items():
+        i, j = _indices(name)
+        records.append(dict(name=name, i=i, j=j, inputs=list(inputs), channels=int(feats[name].shape[1]),
+                            spatial=tuple(int(s) for s in feats[name].shape[2:])))
+    return records
+
+
+def draw_node_grid(model: nn.Module, input_shape: Sequence[int], *, pruned: Optional[int] = None,
+                   title: Optional[str] = None) -> Figure:
+    """Draw the UNet++ grid of ``model`` for ``input_shape``, as in the paper's Fig. 1a.
+
+    Args:
+        model: a :class:`~unet_lessons.models.UNetPlusPlus`.
+        input_shape: ``(B, C, *S)`` or the spatial size ``S``.
+        pruned: fade every node that the network pruned to this depth does not compute
+            (``i + j > pruned``), as in the paper's Fig. 1c.
+        title: figure title.
+
+    Every circle is one node ``X^{i,j}``, labelled with its channels and size. Arrows:
+    red = down (max-pool, then the node's two convolutions), grey = up (transposed
+    convolution), blue dashed = dense skip connections along a row.
+    """
+    records = node_grid_data(model, input_shape)
+    depth = model.depth
+    if pruned is not None and not 1 <= pruned <= depth:
+        raise ValueError(f"pruned must be between 1 and the model's depth {depth}; got {pruned}.")
+    position = {r["name"]: (2 * r["j"] + r["i"], -1.3 * r["i"]) for r in records}
+    alive = {r["name"]: pruned is None or r["i"] + r["j"] <= pruned for r in records}
+
+    fig = Figure(figsize=(1.0 * (2 * depth + 1) + 1.4, 1.3 * depth + 2.0), dpi=100)
+    ax = fig.add_subplot()
+    ax.set_aspect("equal")
+    ax.axis("off")
+    radius = 0.36
+
+    def arrow(start: str, end: str, colour: str, style: str = "-", rad: float = 0.0) -> None:
+        faded = not (alive[start] and alive[end])
+        ax.add_patch(FancyArrowPatch(position[start], position[end], arrowstyle="-|>", mutation_scale=9,
+                                     color=colour, linestyle=style, lw=1.2, shrinkA=radius * 72, shrinkB=radius * 72,
+                                     connectionstyle=f"arc3,rad={rad}", alpha=PRUNED_ALPHA if faded else 1.0))
+
+    for r in records:
+        for source in r["inputs"]:
+            si, sj = _indices(source)
+            if sj == r["j"] and si == r["i"] - 1:
+                arrow(source, r["name"], POOL_COLOUR)
+            elif si == r["i"] + 1:
+                arrow(source, r["name"], "#7f7f7f")
+            else:  # a same-row dense skip; longer ones arc so they do not hide the nodes between
+                arrow(source, r["name"], SKIP_COLOUR, "--", rad=0.0 if r["j"] - sj == 1 else -0.25)
+    for r in records:
+        x, y = position[r["name"]]
+        backbone = r["j"] == 0 or r["i"] + r["j"] == depth
+        colour = BACKBONE_COLOUR if backbone else NESTED_COLOUR
+        alpha = 1.0 if alive[r["name"]] else PRUNED_ALPHA
+        ax.add_patch(Circle((x, y), radius, facecolor="white", edgecolor=colour, lw=2.0, alpha=alpha))
+        ax.text(x, y + 0.05, f"$X^{{{r['i']},{r['j']}}}$", ha="center", va="center", fontsize=8, alpha=alpha)
+        size = "×".join(str(s) for s in r["spatial"])
+        ax.text(x, y - radius - 0.12, f"{r['channels']}, {size}", ha="center", va="top", fontsize=6,
+                color="#555555", alpha=alpha)
+    for name in getattr(model, "heads", {}):
+        j = int(name.split("_")[1])
+        x, y = position[f"x_0_{j}"]
+        alpha = 1.0 if pruned is None or j <= pruned else PRUNED_ALPHA
+        ax.annotate("", xy=(x, y + 0.95), xytext=(x, y + radius), alpha=alpha,
+                    arrowprops=dict(arrowstyle="-|>", color=HEAD_COLOUR, lw=1.4, alpha=alpha))
+        ax.text(x, y + 1.0, f"head {j}", ha="center", va="bottom", fontsize=7, color=HEAD_COLOUR, alpha=alpha)
+    xs = [p[0] for p in position.values()]
+    ys = [p[1] for p in position.values()]
+    ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
+    ax.set_ylim(min(ys) - 0.9, max(ys) + 1.5)
+    if title is None:
+        size = "×".join(str(s) for s in records[0]["spatial"])
+        title = f"UNet++ L{depth if pruned is None else pruned}: nodes and connections, input {size}"
+    ax.set_title(title, fontsize=10)
+    return fig
+
