@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 
 from unet_lessons.memory import MemoryEstimate, estimate_memory, measure_peak_memory
-from unet_lessons.models import UNet
+from unet_lessons.models import UNet, UNetPlusPlus
 
 F32 = 4
 
@@ -23,10 +23,13 @@ def test_a_tiny_network_by_hand():
     assert "total" in str(estimate) and "MiB" in estimate.table()
 
 
-@pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_the_rules_agree_with_what_autograd_saves(spatial_dims):
+@pytest.mark.parametrize("spatial_dims, nested", [(2, False), (3, False), (2, True)])
+def test_the_rules_agree_with_what_autograd_saves(spatial_dims, nested):
     torch.manual_seed(0)
-    model = UNet(1, 3, spatial_dims=spatial_dims, features=(4, 8, 16), channel_plan="unet3d").train()
+    if nested:  # UNet++: concatenations everywhere, and one output per head
+        model = UNetPlusPlus(1, 3, spatial_dims=spatial_dims, features=(4, 8, 16), deep_supervision=True).train()
+    else:
+        model = UNet(1, 3, spatial_dims=spatial_dims, features=(4, 8, 16), channel_plan="unet3d").train()
     x = torch.randn(2, 1, *[16] * spatial_dims)
     parameter_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
     storages = {}
@@ -70,6 +73,17 @@ def test_the_estimate_is_within_30_percent_of_a_measurement():
     measured = measure_peak_memory(("unet_lessons.models:UNet", kwargs), (1, 48, 48, 48), batch_size=2)
     assert isinstance(estimate, MemoryEstimate)
     assert 0.7 < estimate.total / measured < 1.3
+
+
+def test_deep_supervision_outputs_are_counted_and_measured():
+    kwargs = dict(in_channels=1, out_channels=2, features=(4, 8, 16), deep_supervision=True)
+    single = estimate_memory(UNetPlusPlus(**{**kwargs, "deep_supervision": False}), (1, 32, 32), batch_size=2)
+    supervised = estimate_memory(UNetPlusPlus(**kwargs), (1, 32, 32), batch_size=2)
+    logit_bytes = 2 * 2 * 32 * 32 * F32
+    # Depth 2: one more head, on X^{0,1}. Its convolution keeps X^{0,1}, which the last ReLU of that node
+    # keeps already, so only the loss's logit-sized tensor for the new head adds to the count.
+    assert supervised.activations - single.activations == logit_bytes
+    assert measure_peak_memory(("unet_lessons.models:UNetPlusPlus", kwargs), (1, 32, 32), batch_size=2) > 0
 
 
 def test_a_failing_child_process_reports_its_error():

@@ -84,7 +84,8 @@ def estimate_memory(model: nn.Module, input_shape: Sequence[int], batch_size: in
         batch_size: samples per step.
         optimizer: ``"adam"``, ``"adamw"``, ``"sgd_momentum"`` or ``"sgd"``.
         loss_tensors: logit-sized tensors the loss keeps: 1 for cross-entropy (its
-            log-softmax), 3 for Dice + cross-entropy (log-softmax, softmax, one-hot target).
+            log-softmax), 3 for Dice + cross-entropy (log-softmax, softmax, one-hot target);
+            per output, when the model returns one per head (deep supervision).
 
     Raises:
         ValueError: for an unknown optimizer, a wrong input shape (the model's own
@@ -129,7 +130,9 @@ def estimate_memory(model: nn.Module, input_shape: Sequence[int], batch_size: in
     finally:
         for handle in handles:
             handle.remove()
-    activations = sum(saved.values()) + loss_tensors * _tensor_bytes(logits)
+    # Deep supervision (UNet++) gives one output per head, and the loss keeps tensors for each.
+    outputs = logits if isinstance(logits, (list, tuple)) else [logits]
+    activations = sum(saved.values()) + loss_tensors * sum(_tensor_bytes(output) for output in outputs)
     return MemoryEstimate(parameters=parameter_bytes, gradients=parameter_bytes,
                           optimizer_state=_OPTIMIZER_STATES[optimizer] * parameter_bytes,
                           activations=activations, workspace=workspace)
@@ -153,12 +156,13 @@ device = torch.device(spec["device"])
 shape = [spec["batch_size"], *spec["input_shape"]]
 x = torch.randn(shape, device=device)
 module_name, class_name = spec["model"].split(":")
+heads = lambda output: output if isinstance(output, (list, tuple)) else [output]  # deep supervision: a list
 model_class = getattr(importlib.import_module(module_name), class_name)
 # Warm up on a small input first: PyTorch's first convolution, backward pass and optimizer step
 # load code and set up caches and thread pools (about 100 MiB on a CPU) whatever the input size.
 warm = model_class(**spec["kwargs"]).to(device).train()
 warm_x = torch.randn([1, shape[1]] + [spec["warmup_side"]] * (len(shape) - 2), device=device)
-warm(warm_x).float().mean().backward()
+sum(output.float().mean() for output in heads(warm(warm_x))).backward()
 torch.optim.Adam(warm.parameters()).step()  # the first optimizer step imports more of torch
 del warm, warm_x
 if device.type == "cuda":
@@ -169,13 +173,15 @@ else:
     base = resident("VmRSS")
 model = model_class(**spec["kwargs"]).to(device).train()
 with torch.no_grad():
-    y = model(x[:1]).argmax(1).expand(shape[0], *model(x[:1]).shape[2:]).contiguous()
+    first = heads(model(x[:1]))[-1]
+    y = first.argmax(1).expand(shape[0], *first.shape[2:]).contiguous()
 if spec["optimizer"] == "adam":
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 else:
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9 if spec["optimizer"] == "sgd_momentum" else 0)
 for _ in range(spec["steps"]):
-    loss = torch.nn.functional.cross_entropy(model(x), y)
+    outputs = heads(model(x))
+    loss = sum(torch.nn.functional.cross_entropy(output, y) for output in outputs) / len(outputs)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
