@@ -114,3 +114,26 @@ def test_lesson04_parameters_by_hand():
 
 def test_lesson04_squared_versus_plain():
     assert all(lesson04.squared_versus_plain(seed) for seed in range(3))
+
+from solutions import lesson05  # noqa: E402
+
+from unet_lessons.models import UNetPlusPlus  # noqa: E402
+from unet_lessons.viz import layer_specs, textbook_receptive_field  # noqa: E402
+
+
+def test_lesson05_parameters_by_hand():
+    assert lesson05.unetpp_parameters() == count_parameters(UNetPlusPlus(1, 1)) == 9_041_601
+    for features, supervised in [((8, 16, 32, 64, 128), True), ((3, 5, 7), False)]:
+        model = UNetPlusPlus(1, 2, features=features, deep_supervision=supervised)
+        assert lesson05.unetpp_parameters(features, 1, 2, supervised) == count_parameters(model)
+
+
+def test_lesson05_head_receptive_fields():
+    model = UNetPlusPlus(1, 1, features=(2, 2, 2, 2, 2), deep_supervision=True)
+    measured = [textbook_receptive_field(layer_specs(model.deepest_path(k)))[-1]["r"] for k in range(1, 5)]
+    assert lesson05.head_receptive_fields(4) == measured
+
+
+def test_lesson05_cka_invariances():
+    for seed in range(3):
+        assert all(lesson05.cka_invariances(seed).values())

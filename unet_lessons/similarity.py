@@ -49,7 +49,7 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(f"CKA compares the same samples: got {tuple(x.shape)} and {tuple(y.shape)}. "
                          "Pass feature maps of the same input at the same resolution.")
-    x, y = x.double(), y.double()
+    x, y = x.detach().double(), y.detach().double()
     x, y = x - x.mean(0), y - y.mean(0)
     cross = (y.T @ x).square().sum()  # ||Y^T X||_F^2, the linear HSIC up to a constant
     norm = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
