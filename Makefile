@@ -1,4 +1,5 @@
-# unet-lessons: `make lab` opens the lessons, `make test` runs the whole suite.
+# unet-lessons: `make lab` opens the lessons, `make test` runs the whole suite (unit tests,
+# the notebooks under nbval, then the lessons live in JupyterLab in headless Chromium).
 # Both create .venv and install the pinned set (requirements.lock) on first use, and
 # reinstall nothing afterwards unless requirements.lock or pyproject.toml changed.
 
@@ -25,10 +26,15 @@ TEST_ENV := UNET_LESSONS_NUM_THREADS=2 UNET_LESSONS_DEVICE=cpu UNET_LESSONS_OFFL
 	CUDA_VISIBLE_DEVICES= PYTHONHASHSEED=0 MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1 \
 	JUPYTER_PLATFORM_DIRS=1
 
+# The browser tests (tests/browser): Debian's Chromium, driven by Playwright's Python package
+# (pinned in requirements.lock; it brings its own driver and never downloads a browser).
+CHROMIUM ?= /usr/bin/chromium
+BROWSER_PACKAGES := chromium fonts-dejavu-core
+
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=600 -p no:cacheprovider
 
-.PHONY: setup data lab test test-unit test-notebooks bench clean
+.PHONY: setup data lab test test-unit test-notebooks browser-setup test-browser bench clean
 
 setup: $(STAMP)
 
@@ -51,18 +57,51 @@ lab: setup
 	@echo "Opening JupyterLab on http://localhost:$(PORT)/lab (set PORT=... to change it)"
 	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) --ServerApp.port_retries=0 $(ROOT_FLAG)
 
-test: test-unit test-notebooks
+test: test-unit test-notebooks test-browser
 
 test-unit: setup
-	$(TEST_ENV) $(BIN)/python -m pytest tests -p no:cacheprovider
+	$(TEST_ENV) $(BIN)/python -m pytest tests --ignore=tests/browser -p no:cacheprovider
 
 # Verify the ISBI data set (and download what is missing, when online); the notebook
 # tests themselves then run offline.
 data: setup
 	$(BIN)/python -m unet_lessons.data.isbi
 
+# The notebook tests store every training run they make, and the browser tests replay them
+# instead of training again (unet_lessons/fit_cache.py): numbers are nbval's job, so the
+# browser run only has to show the lessons live, and make test stays within its time budget.
+FIT_CACHE := $(abspath $(VENV))/fit-cache
+
 test-notebooks: data
-	$(TEST_ENV) $(BIN)/python -m pytest $(NBVAL_FLAGS) notebooks
+	rm -rf $(FIT_CACHE)
+	$(TEST_ENV) UNET_LESSONS_FIT_CACHE=$(FIT_CACHE) UNET_LESSONS_FIT_CACHE_MODE=write \
+		$(BIN)/python -m pytest $(NBVAL_FLAGS) notebooks
+
+# Chromium from Debian (as root, through apt-get; skipped when it is already there) and the
+# pinned Playwright. Where neither can be installed, the browser tests are skipped and say
+# why; on CI (CI=true) a failed install fails, so that CI always runs them.
+browser-setup: setup
+	@if [ -x "$(CHROMIUM)" ]; then \
+		echo "browser-setup: $(CHROMIUM) is installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y --no-install-recommends $(BROWSER_PACKAGES) || \
+		{ apt-get update && apt-get install -y --no-install-recommends $(BROWSER_PACKAGES); } || \
+		{ echo "browser-setup: apt-get could not install $(BROWSER_PACKAGES)"; [ "$$CI" != true ]; }; \
+	else \
+		echo "browser-setup: Chromium is missing; install it as root: apt-get install $(BROWSER_PACKAGES)"; \
+		[ "$$CI" != true ]; \
+	fi
+	@$(BIN)/python -c "import playwright" 2>/dev/null || \
+		$(BIN)/python -m pip install $$(grep -E '^(playwright|greenlet)==' requirements.lock) || \
+		{ echo "browser-setup: pip could not install playwright"; [ "$$CI" != true ]; }
+
+# Every lesson run live in JupyterLab in headless Chromium, and lesson 03's viewer driven by
+# keyboard and mouse; training runs are replayed from the notebook tests when they ran first.
+# Screenshots: tests/browser/artifacts/.
+test-browser: browser-setup data
+	$(TEST_ENV) UNET_LESSONS_FIT_CACHE=$(FIT_CACHE) UNET_LESSONS_FIT_CACHE_MODE=read UNET_LESSONS_BROWSER_TESTS=1 \
+		$(BIN)/python -m pytest tests/browser -p no:cacheprovider -v --durations=0
 
 # Speed figures that do not belong in timed tests.
 bench: setup

@@ -111,3 +111,13 @@ def test_html_export_shows_the_static_montage(tmp_path):
     html, _ = HTMLExporter().from_notebook_node(notebook)
     assert "data:image/png;base64" in html
     assert "panels: label" in html or "SliceViewer(8×16×16" in html
+
+
+def test_the_frame_keeps_its_size_instead_of_stretching_to_the_notebook():
+    # A VBox stretches its children to its width; in JupyterLab that blew a 256-pixel frame up about 4x
+    # (tests/browser compares the painted pixels with render()).
+    image, label = _volume()
+    viewer = SliceViewer(image, label=label, display_size=28)
+    layout = viewer.widget.children[-2].layout
+    assert viewer.widget.children[-2] is viewer.image_widget
+    assert layout.align_self == "flex-start" and layout.max_width == "100%"

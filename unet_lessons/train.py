@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from .fit_cache import FitCache, random_states, set_random_states
 from .utils import get_device
 
 __all__ = [
@@ -160,19 +161,25 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
     optimizer, history = _optimizer(model, config), {"step": [], "loss": [], "lr": [], "val_step": []}
     scheduler = _schedule(optimizer, config)
     stream: Iterator = iter(batches)
+    pending = None  # a batch drawn before the loop (to fingerprint the run), trained on first
+    cache = FitCache.from_environment()  # off unless make test turns it on; see fit_cache.py
+    if cache is not None:
+        start_states = random_states()
+        stream, pending = _next_batch(stream, batches)
+        run_key = cache.fingerprint(model, loss_fn, config, val_fn, start_states, pending)
+        stored = cache.load(run_key)
+        if stored is not None:
+            cache.log("replayed", run_key)
+            return _replay(model, stored, stream, batches, config)
     collapsed_checks, warned, start = 0, False, time.perf_counter()
     # One refresh a second: in a notebook every refresh is a widget message, and a flood of them can
     # overflow the kernel's message queue (nbval then misses the end of the cell).
     bar = tqdm(range(1, config.steps + 1), desc="training", disable=not config.progress, mininterval=1.0)
     for step in bar:
-        try:
-            x, y = next(stream)
-        except StopIteration:  # a finite loader: start the next epoch
-            stream = iter(batches)
-            try:
-                x, y = next(stream)
-            except StopIteration:
-                raise ValueError("the batches iterable gave no batch; pass a non-empty DataLoader or sampler.") from None
+        if pending is not None:
+            (x, y), pending = pending, None
+        else:
+            stream, (x, y) = _next_batch(stream, batches)
         x, y = x.to(device), y.to(device)
         model.train()
         logits = model(x)
@@ -209,7 +216,34 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
     bar.close()
     model.eval()
     history["seconds"] = time.perf_counter() - start
+    if cache is not None:
+        cache.store(run_key, model, history)
+        cache.log("stored" if cache.mode == "write" else "trained", run_key)
     return history
+
+
+def _next_batch(stream: Iterator, batches: Iterable) -> tuple[Iterator, tuple]:
+    """The next ``(x, y)`` and the stream to go on with: a finite loader starts its next epoch."""
+    try:
+        return stream, next(stream)
+    except StopIteration:
+        stream = iter(batches)
+        try:
+            return stream, next(stream)
+        except StopIteration:
+            raise ValueError("the batches iterable gave no batch; pass a non-empty DataLoader or sampler.") from None
+
+
+def _replay(model: nn.Module, stored: dict, stream: Iterator, batches: Iterable, config: TrainConfig) -> dict:
+    """Finish ``fit`` from a stored run: its weights, history and final random states, and its
+    batches drawn from the stream (one was drawn already) so that the stream ends where it did."""
+    model.load_state_dict(stored["state_dict"])
+    model.eval()
+    steps = len(stored["history"]["step"])
+    for _ in tqdm(range(1, steps), desc="replaying a stored run", disable=not config.progress, mininterval=1.0):
+        stream, _ = _next_batch(stream, batches)
+    set_random_states(stored["random_states"])
+    return dict(stored["history"])
 
 
 @torch.no_grad()

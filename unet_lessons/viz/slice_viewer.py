@@ -231,7 +231,10 @@ class SliceViewer:
             "error_map": widgets.Checkbox(value=False, description="error map (FP red, FN blue)",
                                           disabled=self.label is None or not self.predictions),
         }
-        self.image_widget = widgets.Image(format="png", value=b"")
+        # A VBox stretches its children to its width, which blew a 256-pixel frame up to the width of
+        # the notebook (about 4x, resampled); flex-start keeps display_size, max_width still fits narrow screens.
+        self.image_widget = widgets.Image(format="png", value=b"",
+                                          layout=widgets.Layout(align_self="flex-start", max_width="100%"))
         self.readout_widget = widgets.Label(value="")
         captions = " | ".join(name for name, _ in self._panels())
         header = [widgets.HTML(f"<b>{self.title}</b>")] if self.title else []
