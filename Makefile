@@ -35,6 +35,8 @@ NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_san
 	--nbval-cell-timeout=600 -p no:cacheprovider
 
 .PHONY: setup data lab test test-unit test-notebooks browser-setup test-browser bench clean
+# In order, also under make -j: the browser tests read what the notebook tests store.
+.NOTPARALLEL:
 
 setup: $(STAMP)
 
@@ -97,10 +99,12 @@ browser-setup: setup
 		{ echo "browser-setup: pip could not install playwright"; [ "$$CI" != true ]; }
 
 # Every lesson run live in JupyterLab in headless Chromium, and lesson 03's viewer driven by
-# keyboard and mouse; training runs are replayed from the notebook tests when they ran first.
+# keyboard and mouse. Training runs are replayed from the notebook tests when they ran first;
+# within make test every one must be (UNET_LESSONS_EXPECT_REPLAY), or the suite would silently slow.
 # Screenshots: tests/browser/artifacts/.
 test-browser: browser-setup data
 	$(TEST_ENV) UNET_LESSONS_FIT_CACHE=$(FIT_CACHE) UNET_LESSONS_FIT_CACHE_MODE=read UNET_LESSONS_BROWSER_TESTS=1 \
+		UNET_LESSONS_EXPECT_REPLAY=$(if $(filter test,$(MAKECMDGOALS)),1,0) \
 		$(BIN)/python -m pytest tests/browser -p no:cacheprovider -v --durations=0
 
 # Speed figures that do not belong in timed tests.

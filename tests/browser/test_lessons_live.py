@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -23,6 +24,10 @@ def test_lesson_opens_and_runs_every_cell(name, lesson_runs, artifacts):
         assert all(re.fullmatch(r"\[\d+\]:|hidden", p) for p in prompts), f"cells that did not run: {prompts}"
         counts = [cell.execution_count for cell in run.notebook.cells if cell.cell_type == "code"]
         assert None not in counts and counts == sorted(counts), f"cells not run, or out of order: {counts}"
+        if os.environ.get("UNET_LESSONS_EXPECT_REPLAY") == "1":  # make test: the notebook tests stored every run
+            assert not run.training.get("trained"), (
+                f"{run.training['trained']} training run(s) were not found among those the notebook tests stored and "
+                "were trained again live: their fingerprint differs between the two runs (unet_lessons/fit_cache.py)")
         problems = widget_problems(run.notebook, run.page.cell_outputs())
         assert not problems, "widgets not drawn:\n" + "\n".join(problems)
         assert not console_problems(run.page.console), "console:\n" + "\n".join(console_problems(run.page.console))
