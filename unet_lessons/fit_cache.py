@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import pickle
 import random
 import sys
 import tempfile
@@ -195,10 +194,7 @@ class FitCache:
         digest.update(repr(sorted(settings.items())).encode())
         digest.update(fingerprint_object(loss_fn).encode())
         digest.update(fingerprint_object(val_fn).encode())
-        _update_with_tensor(digest, states["torch"])
-        digest.update(pickle.dumps(states["python"], protocol=4))
-        kind, keys, position, has_gauss, cached = states["numpy"]
-        digest.update(np.asarray(keys).tobytes() + f"{kind}{position}{has_gauss}{cached}".encode())
+        digest.update(fingerprint_object(states).encode())  # tuples of ints, NumPy's key array, torch's tensor
         digest.update(fingerprint_object(list(first_batch)).encode())
         return digest.hexdigest()
 
