@@ -69,14 +69,15 @@ test-unit: setup
 data: setup
 	$(BIN)/python -m unet_lessons.data.isbi
 
-# The notebook tests store every training run they make, and the browser tests replay them
-# instead of training again (unet_lessons/fit_cache.py): numbers are nbval's job, so the
-# browser run only has to show the lessons live, and make test stays within its time budget.
-FIT_CACHE := $(abspath $(VENV))/fit-cache
+# Saved training runs (unet_lessons/runs.py): the notebook tests train every run and save it
+# (refresh), and the browser tests load them (reuse) instead of training again: numbers are
+# nbval's job, so the browser run only has to show the lessons live, within make test's budget.
+# The test runs live in their own folder, apart from a lecturer's own saved runs.
+TEST_RUNS := $(abspath $(VENV))/test-runs
 
 test-notebooks: data
-	rm -rf $(FIT_CACHE)
-	$(TEST_ENV) UNET_LESSONS_FIT_CACHE=$(FIT_CACHE) UNET_LESSONS_FIT_CACHE_MODE=write \
+	rm -rf $(TEST_RUNS)
+	$(TEST_ENV) UNET_LESSONS_RUNS=refresh UNET_LESSONS_RUN_DIR=$(TEST_RUNS) \
 		$(BIN)/python -m pytest $(NBVAL_FLAGS) notebooks
 
 # Chromium from Debian (as root, through apt-get; skipped when it is already there) and the
@@ -99,12 +100,12 @@ browser-setup: setup
 		{ echo "browser-setup: pip could not install playwright"; [ "$$CI" != true ]; }
 
 # Every lesson run live in JupyterLab in headless Chromium, and lesson 03's viewer driven by
-# keyboard and mouse. Training runs are replayed from the notebook tests when they ran first;
-# within make test every one must be (UNET_LESSONS_EXPECT_REPLAY), or the suite would silently slow.
+# keyboard and mouse. Training runs are loaded from those the notebook tests saved; within
+# make test every one must be (UNET_LESSONS_EXPECT_SAVED_RUNS), or the suite would silently slow.
 # Screenshots: tests/browser/artifacts/.
 test-browser: browser-setup data
-	$(TEST_ENV) UNET_LESSONS_FIT_CACHE=$(FIT_CACHE) UNET_LESSONS_FIT_CACHE_MODE=read UNET_LESSONS_BROWSER_TESTS=1 \
-		UNET_LESSONS_EXPECT_REPLAY=$(if $(filter test,$(MAKECMDGOALS)),1,0) \
+	$(TEST_ENV) UNET_LESSONS_RUNS=reuse UNET_LESSONS_RUN_DIR=$(TEST_RUNS) UNET_LESSONS_BROWSER_TESTS=1 \
+		UNET_LESSONS_EXPECT_SAVED_RUNS=$(if $(filter test,$(MAKECMDGOALS)),1,0) \
 		$(BIN)/python -m pytest tests/browser -p no:cacheprovider -v --durations=0
 
 # Speed figures that do not belong in timed tests.

@@ -163,11 +163,107 @@ def test_fit_names_the_fix_when_labels_exceed_the_output_channels():
     logits = torch.zeros(1, 3, 4, 4, 4)
     with pytest.raises(ValueError, match="out_channels=5"):
         check_labels(logits, torch.full((1, 4, 4, 4), 4))
-    with pytest.raises(ValueError, match="0..K-1"):
+    with pytest.raises(ValueError, match=r"\[-1\] outside \[0, 2\].*ignore_index=-1"):
         check_labels(logits, torch.full((1, 4, 4, 4), -1))
     check_labels(logits, torch.full((1, 4, 4, 4), -1), ignore_index=-1)  # all unlabelled: fine
     check_labels(logits, torch.full((1, 4, 4, 4), 2))
     model = UNet(1, 3, spatial_dims=3, base_features=2, depth=1)
     batches = [(torch.randn(1, 1, 4, 4, 4), torch.full((1, 4, 4, 4), 3))]
-    with pytest.raises(ValueError, match="outputs 3 channels"):
+    with pytest.raises(ValueError, match=r"labels \[3\] outside \[0, 2\].*out_channels=4"):
         fit(model, batches, torch.nn.CrossEntropyLoss(), TrainConfig(steps=1, progress=False))
+
+
+# ----- the training contract: batch forms and output kinds ---------------------------------
+
+class _DictOutputNet(torch.nn.Module):
+    """A stand-in for a network with an auxiliary loss and an extra input (e.g. a domain code)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+        self.seen_domains = []
+
+    def forward(self, x, domain=None):
+        self.seen_domains.append(domain)
+        logits = self.conv(x)
+        return {"logits": logits, "aux_loss": 0.0 * logits.sum() + 0.5, "reconstruction": x}
+
+
+def test_fit_takes_dict_batches_and_passes_extra_fields_to_the_model():
+    images, labels = _one_batch()
+    model = _DictOutputNet()
+    batches = [{"image": images, "label": labels, "domain": torch.tensor([1, 0])}]
+    history = fit(model, batches, DiceCELoss(), TrainConfig(steps=3, progress=False, device="cpu"))
+    assert all(torch.equal(d, torch.tensor([1, 0])) for d in model.seen_domains) and len(model.seen_domains) == 3
+    plain = DiceCELoss()(model.conv(images), labels).item()
+    assert history["loss"][-1] == pytest.approx(plain + 0.5, abs=0.05)  # the auxiliary loss was added
+
+
+def test_fit_names_the_missing_key_of_a_dict_batch():
+    images, labels = _one_batch()
+    with pytest.raises(ValueError, match="'image' and 'label'.*'img'"):
+        fit(_DictOutputNet(), [{"img": images, "label": labels}], DiceCELoss(), TrainConfig(steps=1, progress=False))
+    with pytest.raises(ValueError, match="a batch must be"):
+        fit(_DictOutputNet(), [(images, labels, labels)], DiceCELoss(), TrainConfig(steps=1, progress=False))
+
+
+def test_predict_reads_every_output_kind():
+    from unet_lessons.train import predict
+
+    images, _ = _one_batch()
+    model = _DictOutputNet()
+    torch.testing.assert_close(predict(model, images), model.conv(images).detach())
+
+
+# ----- failures that must not pass silently --------------------------------------------------
+
+def test_fit_stops_at_the_first_nan_loss_and_blames_the_inputs():
+    from unet_lessons.train import NonFiniteLossError
+
+    images, labels = _one_batch()
+    images[0, 0, 3, 3] = float("nan")
+    model = torch.nn.Conv2d(1, 2, 3, padding=1)  # no input check of its own: fit's check must catch it
+    with pytest.raises(NonFiniteLossError, match=r"step 1: .*1 NaN or inf values of 2048"):
+        fit(model, _repeat((images, labels)), DiceCELoss(), TrainConfig(steps=5, progress=False, device="cpu"))
+
+
+def test_fit_blames_the_learning_rate_when_the_weights_diverge():
+    from unet_lessons.train import NonFiniteLossError
+
+    images, labels = _one_batch()
+    model = UNet(1, 2, base_features=4, depth=1)
+    with pytest.raises(NonFiniteLossError, match=r"step 2: .*weights became NaN or inf.*lr=inf.*too high"):
+        fit(model, _repeat((images, labels)), DiceCELoss(),
+            TrainConfig(steps=5, lr=float("inf"), schedule="constant", progress=False, device="cpu"))
+
+
+def test_negative_labels_name_ignore_index_not_negative_channels():
+    images, labels = _one_batch()
+    labels[0, 0, 0] = -3
+    with pytest.raises(ValueError) as error:
+        DiceCELoss()(torch.randn(2, 2, 32, 32), labels)
+    assert "[-3]" in str(error.value) and "ignore_index=-3" in str(error.value)
+    assert "-2 output channels" not in str(error.value)
+
+
+def test_checkpoint_errors_name_the_file_and_what_it_holds(tmp_path):
+    model = UNet(1, 2, base_features=4, depth=1)
+    path = save_checkpoint(tmp_path / "net.pt", model, model_name="unet")
+    other = UNet(1, 3, base_features=4, depth=1)
+    with pytest.raises(ValueError) as error:
+        load_checkpoint(path, other)
+    text = str(error.value)
+    assert str(path) in text and "does not fit the model passed" in text and "head.weight" in text
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"corrupt.pt is not a readable checkpoint.*truncated or corrupt"):
+        load_checkpoint(corrupt)
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoints_refuse_to_run_code(tmp_path):
+    path = tmp_path / "pickled.pt"
+    torch.save({"state_dict": {}, "payload": _DictOutputNet}, path)  # a class: only a full unpickler loads it
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(path, _DictOutputNet())

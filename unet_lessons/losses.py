@@ -24,6 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy import ndimage
 
+from .targets import check_class_labels
+
 __all__ = ["one_hot", "SoftDiceLoss", "vnet_dice_gradient", "DiceCELoss", "unet_weight_map",
            "weighted_cross_entropy"]
 
@@ -34,11 +36,6 @@ _PROB_RANGE_TOL = 1e-4
 _PROB_SUM_TOL = 1e-3
 # unet_weight_map ignores cells farther than this many sigmas; see its docstring.
 _CUTOFF_SIGMAS = 6.0
-
-
-def _describe_values(values: torch.Tensor, limit: int = 8) -> str:
-    shown = [int(v) if float(v).is_integer() else float(v) for v in values[:limit].tolist()]
-    return f"{shown}{' ...' if values.numel() > limit else ''}"
 
 
 def _as_class_indices(target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -54,17 +51,7 @@ def _as_class_indices(target: torch.Tensor, num_classes: int) -> torch.Tensor:
         target = target.long()
     elif target.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
         raise TypeError(f"target must be an integer tensor of class indices; got dtype {target.dtype}.")
-    bad = torch.unique(target[(target < 0) | (target >= num_classes)])
-    if bad.numel():
-        hint = ""
-        if bool((bad == 255).any()):
-            hint = (" A binary mask saved as 0/255 must be mapped to 0/1 first, e.g. "
-                    "`target = (target > 0).long()`.")
-        raise ValueError(
-            f"target holds labels {_describe_values(bad)} outside [0, {num_classes - 1}] "
-            f"(num_classes={num_classes}).{hint} Otherwise map the labels to 0..{num_classes - 1} "
-            f"or give the network {int(bad.max()) + 1} output channels."
-        )
+    check_class_labels(target, num_classes)
     return target.long()
 
 

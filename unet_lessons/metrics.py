@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from .targets import check_class_labels
+
 __all__ = [
     "best_intensity_dice",
     "ConfusionCounts",
@@ -59,12 +61,7 @@ def _as_labels(x: ArrayLike, name: str) -> torch.Tensor:
 
 
 def _check_range(labels: torch.Tensor, name: str, num_classes: int) -> None:
-    bad = torch.unique(labels[(labels < 0) | (labels >= num_classes)])
-    if bad.numel():
-        hint = (" A binary mask saved as 0/255 must be mapped to 0/1 first, e.g. `(mask > 0)`."
-                if bool((bad == 255).any()) else "")
-        raise ValueError(f"{name} holds labels {bad[:8].tolist()} outside [0, {num_classes - 1}] "
-                         f"(num_classes={num_classes}).{hint}")
+    check_class_labels(labels, num_classes, name=name)
 
 
 def _check_pair(prediction: ArrayLike, target: ArrayLike,

@@ -11,18 +11,19 @@ Built in ``notebooks/02_unet.ipynb``.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .fit_cache import FitCache, random_states, set_random_states
+from .models.base import output_loss, unpack_output
+from .runs import atomic_save, load_run, save_run
+from .targets import check_class_labels
 from .utils import get_device
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "PredictionCollapseWarning",
     "collapse_message",
     "check_labels",
+    "NonFiniteLossError",
     "fit",
     "predict",
     "evaluate",
@@ -93,20 +95,33 @@ def check_labels(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: Op
 
     Args:
         logits: (B, K, *S) network output.
-        target: (B, *S) class indices; other targets (one-hot, regions) are not checked.
+        target: (B, *S) class indices; other targets (one-hot, regions) are not checked here.
         ignore_index: a label value that marks unlabelled voxels (e.g. sparse annotation).
     """
-    if target.is_floating_point() or target.dim() != logits.dim() - 1:
-        return
-    labelled = target if ignore_index is None else target[target != ignore_index]
-    if labelled.numel() == 0:
-        return
-    low, high, num_classes = int(labelled.min()), int(labelled.max()), logits.shape[1]
-    if high >= num_classes or low < 0:
-        raise ValueError(f"the labels hold classes {low}..{high}, but the network outputs {num_classes} channels "
-                         f"(classes 0..{num_classes - 1}). Build the model with out_channels={max(high + 1, num_classes)}, "
-                         "or map the labels to 0..K-1 (e.g. 255 -> 1)"
-                         + ("" if ignore_index is None else f"; unlabelled voxels must be {ignore_index}") + ".")
+    if not target.is_floating_point() and target.dim() == logits.dim() - 1:
+        check_class_labels(target, logits.shape[1], ignore_index=ignore_index)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the step and the likely cause."""
+
+
+def non_finite_message(step: int, loss: torch.Tensor, x: torch.Tensor, y: torch.Tensor, model: nn.Module,
+                       config: "TrainConfig") -> str:
+    """Why the loss of ``step`` is not finite: bad inputs, weights that diverged, or an empty target."""
+    where = f"Training stopped at step {step}: the loss is {loss.item()}."
+    bad_inputs = int((~torch.isfinite(x)).sum()) if x.is_floating_point() else 0
+    if bad_inputs:
+        return (f"{where} The input batch holds {bad_inputs} NaN or inf values of {x.numel()}: clean or "
+                "re-normalise the images (a division by a zero standard deviation gives NaN).")
+    if any(not bool(torch.isfinite(p).all()) for p in model.parameters()):
+        return (f"{where} The weights became NaN or inf in an earlier update: the learning rate "
+                f"(lr={config.lr}) is too high for this model and loss. Try one ten times smaller, or set grad_clip.")
+    empty = "" if y.is_floating_point() or bool((y > 0).any()) else (
+        " This batch's target holds no foreground at all; a loss that divides by the foreground size "
+        "(a Dice without smoothing) is undefined there.")
+    return (f"{where} The inputs and weights are finite, so the loss itself overflowed: a learning rate "
+            f"too high (lr={config.lr}) or a loss evaluated on empty targets.{empty}")
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -137,65 +152,53 @@ def _schedule(optimizer: torch.optim.Optimizer, config: TrainConfig):
 
 
 def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainConfig,
-        val_fn: Optional[Callable[[nn.Module], dict]] = None) -> dict:
+        val_fn: Optional[Callable[[nn.Module], dict]] = None, *, run: Optional[str] = None) -> dict:
     """Train ``model`` for ``config.steps`` steps on ``batches`` and return the history.
 
     Args:
-        model: the network; moved to the chosen device.
-        batches: an iterable of ``(x, y)`` batches: an endless one such as a ``PatchSampler``,
-            or a finite one such as a ``DataLoader``, which is started again when it runs out.
-        loss_fn: ``loss_fn(logits, y) -> scalar``; with deep supervision ``logits`` is the list of
-            the heads' outputs (see ``unet_lessons.models.unetpp.deep_supervision_loss``).
+        model: the network; moved to the chosen device. Its output may be any kind of the
+            model contract (``unet_lessons.models.base``): logits, deep-supervision heads, or a dict.
+        batches: an iterable of ``(image, target)`` pairs or of dicts ``{"image": x, "label": y, ...}``
+            (MONAI's keys; the other fields reach the model as keyword arguments): an endless
+            one such as a ``PatchSampler``, or a finite ``DataLoader``, started again when it runs out.
+        loss_fn: ``loss_fn(logits, target) -> scalar``; under deep supervision it receives the
+            list of heads (see ``DeepSupervisionLoss``); a model's auxiliary loss is added to it.
         config: the :class:`TrainConfig`.
         val_fn: optional ``val_fn(model) -> {name: value}``, run every ``config.eval_every``
             steps and at the end, with the model in ``eval`` mode.
+        run: a name for this training run, e.g. ``"04-dice"``: with saved runs switched on
+            (:mod:`unet_lessons.runs`), a matching saved run is loaded instead of trained.
 
     Returns:
         ``{"step": [...], "loss": [...], "lr": [...], "val_step": [...], "val_<name>": [...],
         "seconds": float}``.
 
-    Under ``make test`` (the environment variable ``UNET_LESSONS_FIT_CACHE``), runs on the CPU are
-    stored by the notebook tests and replayed by the browser tests: see :mod:`unet_lessons.fit_cache`.
+    Raises:
+        NonFiniteLossError: at the first NaN or infinite loss, naming the step and the likely cause.
     """
     if not isinstance(config.steps, int) or config.steps < 1:
         raise ValueError(f"TrainConfig.steps must be a whole number of at least 1; got {config.steps!r}.")
     device = torch.device(config.device) if config.device else get_device()
     model.to(device)
+    if run is not None and (saved := load_run(run, model, config, loss_fn, batches)) is not None:
+        return saved
     optimizer, history = _optimizer(model, config), {"step": [], "loss": [], "lr": [], "val_step": []}
     scheduler = _schedule(optimizer, config)
     stream: Iterator = iter(batches)
-    pending = None  # a batch drawn before the loop (to fingerprint the run), trained on first
-    # Off unless make test turns it on (see fit_cache.py); CPU only, where the random states are all known.
-    cache = FitCache.from_environment() if device.type == "cpu" else None
-    if cache is not None:
-        start_states = random_states()
-        stream, pending = _next_batch(stream, batches)
-        try:
-            run_key = cache.fingerprint(model, loss_fn, config, val_fn, start_states, pending)
-        except Exception as error:  # noqa: BLE001 - a run that cannot be fingerprinted is trained, not stored
-            warnings.warn(f"This training run cannot be stored or replayed ({error}); training it.", stacklevel=2)
-            cache = None
-    if cache is not None:
-        stored = cache.load(run_key, model)
-        if stored is not None:
-            cache.log("replayed", run_key)
-            return _replay(model, stored, stream, batches, config)
     collapsed_checks, warned, start = 0, False, time.perf_counter()
     # One refresh a second: in a notebook every refresh is a widget message, and a flood of them can
     # overflow the kernel's message queue (nbval then misses the end of the cell).
     bar = tqdm(range(1, config.steps + 1), desc="training", disable=not config.progress, mininterval=1.0)
     for step in bar:
-        if pending is not None:
-            (x, y), pending = pending, None
-        else:
-            stream, (x, y) = _next_batch(stream, batches)
-        x, y = x.to(device), y.to(device)
+        stream, batch = _next_batch(stream, batches)
+        x, y, extra = _unpack_batch(batch, device)
         model.train()
-        logits = model(x)
-        # Deep supervision returns one output per head (UNet++): the loss takes them all, the checks the last.
-        final = logits[-1] if isinstance(logits, (list, tuple)) else logits
-        check_labels(final, y, ignore_index=getattr(loss_fn, "ignore_index", None))
-        loss = loss_fn(logits, y)
+        output = model(x, **extra)
+        check_labels(unpack_output(output).logits, y, ignore_index=getattr(loss_fn, "ignore_index", None))
+        loss, logits = output_loss(output, y, loss_fn)
+        if not torch.isfinite(loss):
+            bar.close()
+            raise NonFiniteLossError(non_finite_message(step, loss, x, y, model, config))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
@@ -207,7 +210,7 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
         scheduler.step()
         if config.collapse_check and step > config.steps // 4:
             # Three collapsed batches in a row past the first quarter is no longer a warm-up blip.
-            message = collapse_message(final.detach().argmax(1), y)
+            message = collapse_message(logits.detach().argmax(1), y)
             collapsed_checks = collapsed_checks + 1 if message else 0
             if collapsed_checks >= 3 and not warned:
                 warnings.warn(message, PredictionCollapseWarning, stacklevel=2)
@@ -225,14 +228,13 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
     bar.close()
     model.eval()
     history["seconds"] = time.perf_counter() - start
-    if cache is not None:
-        cache.store(run_key, model, history)
-        cache.log("stored" if cache.mode == "write" else "trained", run_key)
+    if run is not None:
+        save_run(run, model, config, loss_fn, history, batches)
     return history
 
 
-def _next_batch(stream: Iterator, batches: Iterable) -> tuple[Iterator, tuple]:
-    """The next ``(x, y)`` and the stream to go on with: a finite loader starts its next epoch."""
+def _next_batch(stream: Iterator, batches: Iterable) -> tuple[Iterator, Any]:
+    """The next batch and the stream to go on with: a finite loader starts its next epoch."""
     try:
         return stream, next(stream)
     except StopIteration:
@@ -243,16 +245,18 @@ def _next_batch(stream: Iterator, batches: Iterable) -> tuple[Iterator, tuple]:
             raise ValueError("the batches iterable gave no batch; pass a non-empty DataLoader or sampler.") from None
 
 
-def _replay(model: nn.Module, stored: dict, stream: Iterator, batches: Iterable, config: TrainConfig) -> dict:
-    """Finish ``fit`` from a stored run: its weights, history and final random states, and its
-    batches drawn from the stream (one was drawn already) so that the stream ends where it did."""
-    model.load_state_dict(stored["state_dict"])
-    model.eval()
-    steps = len(stored["history"]["step"])
-    for _ in tqdm(range(1, steps), desc="replaying a stored run", disable=not config.progress, mininterval=1.0):
-        stream, _ = _next_batch(stream, batches)
-    set_random_states(stored["random_states"])
-    return dict(stored["history"])
+def _unpack_batch(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """``(image, target)`` or ``{"image": x, "label": y, **extra}`` -> x, y and the extra model inputs, on ``device``."""
+    if isinstance(batch, Mapping):
+        if "image" not in batch or "label" not in batch:
+            raise ValueError(f"a dict batch needs the keys 'image' and 'label' (MONAI's names); got {sorted(batch)}.")
+        extra = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
+                 if k not in ("image", "label")}
+        return batch["image"].to(device), batch["label"].to(device), extra
+    if isinstance(batch, (list, tuple)) and len(batch) == 2:
+        return batch[0].to(device), batch[1].to(device), {}
+    raise ValueError(f"a batch must be (image, target) or a dict with 'image' and 'label'; got "
+                     f"{type(batch).__name__}{f' of length {len(batch)}' if isinstance(batch, (list, tuple)) else ''}.")
 
 
 @torch.no_grad()
@@ -260,7 +264,8 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 4) -> t
     """Logits of ``model`` for ``images`` (N, C, *S), in eval mode, batch by batch, on the model's device."""
     model.eval()
     device = next(model.parameters()).device
-    outputs = [model(images[i:i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)]
+    outputs = [unpack_output(model(images[i:i + batch_size].to(device))).logits.cpu()
+               for i in range(0, len(images), batch_size)]
     return torch.cat(outputs)
 
 
@@ -287,36 +292,69 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, cl
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, model_name: Optional[str] = None,
                     model_kwargs: Optional[dict] = None, config: Optional[TrainConfig] = None,
                     history: Optional[dict] = None) -> Path:
-    """Save weights (and how to rebuild the model) atomically: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"state_dict": model.state_dict(), "model_name": model_name, "model_kwargs": model_kwargs,
+    """Save weights, and what they are (the model's class and arguments), atomically.
+
+    Args:
+        path: the file to write.
+        model: the network.
+        model_name: its name in ``MODELS``, so that :func:`load_checkpoint` can rebuild it.
+        model_kwargs: the arguments to rebuild it with; by default those the model recorded.
+        config: the training settings, kept for the record.
+        history: the training history, kept for the record.
+    """
+    kwargs = model_kwargs if model_kwargs is not None else getattr(model, "arguments", None)
+    payload = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "model_name": model_name,
+               "model_class": type(model).__qualname__, "model_kwargs": dict(kwargs) if kwargs else None,
                "config": asdict(config) if config else None, "history": history}
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    os.close(handle)
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
+    return atomic_save(payload, path)
 
 
 def load_checkpoint(path: str | os.PathLike, model: Optional[nn.Module] = None,
                     map_location: str = "cpu") -> tuple[nn.Module, dict]:
-    """Load a checkpoint into ``model``, or rebuild the model from the saved name and kwargs.
+    """Load a checkpoint into ``model``, or rebuild the model from the saved name and arguments.
+
+    Loads tensors and plain values only (``weights_only=True``): a checkpoint cannot run code.
 
     Returns:
         The model and the whole checkpoint dict (config, history).
+
+    Raises:
+        FileNotFoundError, ValueError: naming the file, what it holds and what was asked for.
     """
-    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; save one with save_checkpoint(path, model).")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+            raise ValueError("it holds no 'state_dict'")
+    except Exception as error:  # noqa: BLE001 - every way a file can be unreadable gets the same advice
+        raise ValueError(f"{path} is not a readable checkpoint of this package ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else 'no detail'}). The file may be truncated "
+                         "or corrupt, or written by something else: save it again with save_checkpoint.") from None
+    holds = (f"{checkpoint.get('model_class') or checkpoint.get('model_name') or 'an unnamed model'}"
+             f"({_arguments_text(checkpoint.get('model_kwargs'))})")
     if model is None:
         if not checkpoint.get("model_name"):
-            raise ValueError(f"{path} does not say which model it holds; pass the model to load it into.")
+            raise ValueError(f"{path} holds {holds} but not its registered name; pass the model to load it into.")
         from .models import build_model
 
         model = build_model(checkpoint["model_name"], **(checkpoint["model_kwargs"] or {}))
+    mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
+    if mine != theirs:
+        differ = sorted(k for k in mine.keys() & theirs.keys() if mine[k] != theirs[k])
+        detail = "; ".join(
+            [f"{k}: {theirs[k]} in the file, {mine[k]} in the model" for k in differ[:3]]
+            + [f"{len(theirs.keys() - mine.keys())} weights only in the file"] * bool(theirs.keys() - mine.keys())
+            + [f"{len(mine.keys() - theirs.keys())} weights only in the model"] * bool(mine.keys() - theirs.keys()))
+        passed = f"{type(model).__qualname__}({_arguments_text(getattr(model, 'arguments', None))})"
+        raise ValueError(f"{path} holds {holds}, which does not fit the model passed, {passed}: {detail}. "
+                         "Build the model with the checkpoint's arguments, or call load_checkpoint(path) "
+                         "without a model to rebuild it.")
     model.load_state_dict(checkpoint["state_dict"])
     return model, checkpoint
 
+
+def _arguments_text(arguments: Optional[dict]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in sorted((arguments or {}).items())) or "arguments not recorded"

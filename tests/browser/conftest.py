@@ -19,7 +19,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from unet_lessons.fit_cache import CACHE_ENV, EVENTS_LOG
 from labdriver import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, INSTALL_HINT, NOTEBOOK_TIMEOUT, NOTEBOOKS, VIEWER_LESSON,
                        VIEWPORT, LabServer, NotebookPage, copy_notebooks, tempdir)
 
@@ -108,14 +107,15 @@ class LessonRun:
     seconds: float = 0.0
     notebook: object = None
     failure: str = ""
-    training: dict = field(default_factory=dict)  # fit runs in the lesson: {"replayed": n, "trained": n}
+    training: dict = field(default_factory=dict)  # fit runs in the lesson: {"loaded": n, "trained": n}
 
 
-def fit_events() -> list[str]:
-    """The events that ``unet_lessons.fit_cache`` logged so far (empty when the cache is off)."""
-    directory = os.environ.get(CACHE_ENV)
-    path = Path(directory) / EVENTS_LOG if directory else None
-    return path.read_text().split()[::2] if path and path.exists() else []
+def training_notices(notebook) -> dict:
+    """How many training runs the saved notebook's outputs say were loaded and trained
+    (the one-line notices of ``unet_lessons.runs``; none when saved runs are off)."""
+    text = "\n".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                     for output in cell.get("outputs", []) if output.get("output_type") == "stream")
+    return {"loaded": text.count("Loaded saved run '"), "trained": text.count("Trained run '")}
 
 
 class Lessons:
@@ -137,11 +137,9 @@ class Lessons:
         try:
             page.open(code_cells)
             self.server.remember_children()
-            events_before = len(fit_events())
             run.seconds = page.run_all(NOTEBOOK_TIMEOUT)
-            events = fit_events()[events_before:]
-            run.training = {event: events.count(event) for event in ("replayed", "trained")}
             run.notebook = page.save()
+            run.training = training_notices(run.notebook)
             page.wait_for(lambda: not page.widgets_loading(), 60, "widgets still say 'Loading widget...'")
         except Exception as error:
             run.failure = f"{type(error).__name__}: {error}"

@@ -14,7 +14,7 @@ from labdriver import VIEWER_LESSON, console_problems, error_outputs, lessons, w
 @pytest.mark.parametrize("name", lessons())
 def test_lesson_opens_and_runs_every_cell(name, lesson_runs, artifacts):
     run = lesson_runs.run(name)
-    print(f"{name}: Run All took {run.seconds:.1f} s; training runs {run.training or 'not logged (cache off)'}")
+    print(f"{name}: Run All took {run.seconds:.1f} s; training runs {run.training}")
     stem = Path(name).stem
     try:
         target = run.page.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-CodeCell").last
@@ -24,10 +24,10 @@ def test_lesson_opens_and_runs_every_cell(name, lesson_runs, artifacts):
         assert all(re.fullmatch(r"\[\d+\]:|hidden", p) for p in prompts), f"cells that did not run: {prompts}"
         counts = [cell.execution_count for cell in run.notebook.cells if cell.cell_type == "code"]
         assert None not in counts and counts == sorted(counts), f"cells not run, or out of order: {counts}"
-        if os.environ.get("UNET_LESSONS_EXPECT_REPLAY") == "1":  # make test: the notebook tests stored every run
-            assert not run.training.get("trained"), (
-                f"{run.training['trained']} training run(s) were not found among those the notebook tests stored and "
-                "were trained again live: their fingerprint differs between the two runs (unet_lessons/fit_cache.py)")
+        if os.environ.get("UNET_LESSONS_EXPECT_SAVED_RUNS") == "1":  # make test: the notebook tests saved every run
+            assert run.training["loaded"] and not run.training["trained"], (
+                f"training runs {run.training}: every run must load from those the notebook tests saved; the "
+                "notices in the training cells say why one did not (unet_lessons/runs.py)")
         problems = widget_problems(run.notebook, run.page.cell_outputs())
         assert not problems, "widgets not drawn:\n" + "\n".join(problems)
         assert not console_problems(run.page.console), "console:\n" + "\n".join(console_problems(run.page.console))

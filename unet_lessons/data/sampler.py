@@ -128,6 +128,16 @@ class PatchSampler:
         """Restart the stream from the beginning (the first batch of ``seed``)."""
         self.generator.manual_seed(self.seed)
 
+    def state_dict(self) -> dict:
+        """Where the stream is: restoring it (:meth:`load_state_dict`) continues with the same batches."""
+        return {"seed": self.seed, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue the stream from a :meth:`state_dict` (saved training runs use this)."""
+        if state["seed"] != self.seed:
+            raise ValueError(f"this sampler has seed {self.seed}; the saved state is of seed {state['seed']}.")
+        self.generator.set_state(state["generator"])
+
     def normalize(self, images: ArrayLike) -> ArrayLike:
         """``(images - mean) / std`` as float32, for evaluation data; numpy in, numpy out."""
         if isinstance(images, torch.Tensor):
