@@ -197,3 +197,33 @@ def test_best_intensity_dice_equals_a_brute_force_search():
     assert best_intensity_dice(values, noisy, bins=20) == pytest.approx(brute)
     with pytest.raises(ValueError, match="empty"):
         best_intensity_dice(values, np.zeros(500, bool))
+
+
+# ----- region targets ---------------------------------------------------------------------
+
+def test_dice_per_region_equals_monai_dice_metric_on_binarised_sigmoid_outputs():
+    from monai.metrics import DiceMetric
+
+    from unet_lessons.metrics import dice_per_region
+    from unet_lessons.targets import labels_to_regions
+
+    g = torch.Generator().manual_seed(0)
+    target = labels_to_regions(torch.randint(0, 4, (3, 6, 7, 8), generator=g))  # (B, 3, D, H, W)
+    logits = 3 * (target - 0.5) + 2.5 * torch.randn(target.shape, generator=g)  # a good but imperfect guess
+    prediction = (torch.sigmoid(logits) > 0.5).float()
+    theirs = DiceMetric(include_background=True, reduction="none")(prediction, target)  # (B, 3)
+    torch.testing.assert_close(dice_per_region(prediction, target, per_sample=True), theirs.double())
+    pooled = dice_per_region(logits > 0, target)  # (3,), the batch pooled
+    tp = (prediction * target).sum((0, 2, 3, 4))
+    torch.testing.assert_close(pooled, (2 * tp / (prediction.sum((0, 2, 3, 4)) + target.sum((0, 2, 3, 4)))).double())
+
+
+def test_dice_per_region_scores_an_empty_region_found_empty_as_one_and_refuses_soft_maps():
+    from unet_lessons.metrics import dice_per_region
+
+    empty = torch.zeros(1, 3, 4, 4)
+    assert dice_per_region(empty, empty).tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match=r"binary regions.*logits > 0"):
+        dice_per_region(empty + 0.3, empty)
+    with pytest.raises(ValueError, match="dice_per_class"):
+        dice_per_region(empty[:, 0], empty[:, 0, 0])

@@ -267,3 +267,47 @@ def test_checkpoints_refuse_to_run_code(tmp_path):
     torch.save({"state_dict": {}, "payload": _DictOutputNet}, path)  # a class: only a full unpickler loads it
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         load_checkpoint(path, _DictOutputNet())
+
+
+# ----- region targets --------------------------------------------------------------------------
+
+def _region_batch():
+    from unet_lessons.targets import labels_to_regions
+
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(24), torch.arange(24), indexing="ij")
+    r = ((yy - 12) ** 2 + (xx - 12) ** 2).float().sqrt()
+    labels = torch.where(r < 4, 3, torch.where(r < 6, 1, torch.where(r < 9, 2, 0)))[None].repeat(2, 1, 1)
+    images = torch.stack([(labels == c).float() for c in (1, 2, 3)], 1) + 0.2 * torch.randn(2, 3, 24, 24, generator=g)
+    return images, labels_to_regions(labels)
+
+
+def test_fit_trains_on_region_targets():
+    from unet_lessons.losses import RegionDiceBCELoss
+    from unet_lessons.metrics import dice_per_region
+
+    torch.manual_seed(0)
+    images, regions = _region_batch()
+    model = UNet(3, 3, base_features=8, depth=1, norm=None)  # with batch norm the small ET needs more than 60 steps
+    history = fit(model, _repeat((images, regions)), RegionDiceBCELoss(nested=True),
+                  TrainConfig(steps=60, lr=1e-2, progress=False, device="cpu"))
+    assert history["loss"][-1] < 0.2 * history["loss"][0]
+    assert dice_per_region(model.eval()(images) > 0, regions).min() > 0.9
+
+
+def test_fit_refuses_region_targets_that_do_not_fit_the_output():
+    images, regions = _region_batch()
+    model = UNet(3, 2, base_features=4, depth=1)
+    with pytest.raises(ValueError, match="3 channels .* predicts 2 regions"):
+        fit(model, [(images, regions)], torch.nn.BCEWithLogitsLoss(), TrainConfig(steps=1, progress=False))
+    with pytest.raises(ValueError, match="must be binary"):
+        fit(UNet(3, 3, base_features=4, depth=1), [(images, regions * 0.5)], torch.nn.BCEWithLogitsLoss(),
+            TrainConfig(steps=1, progress=False))
+
+
+def test_collapse_message_reads_region_maps():
+    _, regions = _region_batch()
+    assert "region 0 is predicted nowhere" in collapse_message(torch.zeros_like(regions, dtype=torch.bool), regions)
+    assert "region 2 is predicted everywhere" in collapse_message(
+        torch.cat([regions[:, :2].bool(), torch.ones_like(regions[:, 2:], dtype=torch.bool)], 1), regions)
+    assert collapse_message(regions.bool(), regions) is None

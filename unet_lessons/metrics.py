@@ -29,6 +29,7 @@ __all__ = [
     "ConfusionCounts",
     "confusion_counts",
     "dice_per_class",
+    "dice_per_region",
     "iou_per_class",
     "pixel_error",
     "boundary_iou",
@@ -130,6 +131,36 @@ def dice_per_class(prediction: ArrayLike, target: ArrayLike, num_classes: int) -
     """
     tp, fp, fn, _ = confusion_counts(prediction, target, num_classes)
     return _ratio_or_one(2 * tp, 2 * tp + fp + fn)
+
+
+def dice_per_region(prediction: ArrayLike, target: ArrayLike, *, per_sample: bool = False) -> torch.Tensor:
+    """Dice of each region of a region prediction (one binary channel per region, overlaps allowed).
+
+    Binarise a network's region logits first: ``logits > 0``, i.e. sigmoid > 0.5. A region
+    absent from both prediction and target scores 1.0, as in :func:`dice_per_class`
+    (MONAI's ``DiceMetric`` returns NaN there).
+
+    Args:
+        prediction: predicted regions (B, R, *S), bool or 0/1.
+        target: true regions of the same shape (see ``unet_lessons.targets.labels_to_regions``).
+        per_sample: one Dice per (sample, region), as MONAI's ``DiceMetric(reduction="none")``,
+            instead of one per region over the whole batch pooled.
+
+    Shape:
+        (B, R, *S), (B, R, *S) -> (R,) float64, or (B, R) with ``per_sample``.
+    """
+    pred, truth = torch.as_tensor(prediction).detach().cpu(), torch.as_tensor(target).detach().cpu()
+    if pred.shape != truth.shape or pred.dim() < 3:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(truth.shape)} must both be region maps "
+                         "(B, R, *S) of one shape. For class maps use dice_per_class.")
+    for tensor, name in ((pred, "prediction"), (truth, "target")):
+        if tensor.dtype != torch.bool and bool(((tensor != 0) & (tensor != 1)).any()):
+            raise ValueError(f"the {name} must be binary regions (0/1); binarise logits with `logits > 0` "
+                             "(sigmoid > 0.5) first.")
+    pred, truth = pred.bool(), truth.bool()
+    dims = list(range(2, pred.dim())) if per_sample else [0, *range(2, pred.dim())]
+    tp = (pred & truth).sum(dims)
+    return _ratio_or_one(2 * tp, pred.sum(dims) + truth.sum(dims))
 
 
 def iou_per_class(prediction: ArrayLike, target: ArrayLike, num_classes: int) -> torch.Tensor:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .models.base import output_loss, unpack_output
 from .runs import atomic_save, load_run, save_run
-from .targets import check_class_labels
+from .targets import check_class_labels, check_region_target
 from .utils import get_device
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "PredictionCollapseWarning",
     "collapse_message",
     "check_labels",
+    "predicted_map",
     "NonFiniteLossError",
     "fit",
     "predict",
@@ -79,7 +80,22 @@ class PredictionCollapseWarning(UserWarning):
 
 
 def collapse_message(prediction: torch.Tensor, target: torch.Tensor) -> Optional[str]:
-    """A warning text if ``prediction`` (class map) holds one class while ``target`` holds more, else ``None``."""
+    """A warning text if the prediction collapsed while the target did not, else ``None``.
+
+    Class maps (B, *S): one class everywhere while the labels hold several. Region maps
+    (B, R, *S), binary: a region predicted nowhere, or everywhere, while the target has it
+    in some voxels and not in others.
+    """
+    if prediction.dim() == target.dim() and target.dim() >= 3 and prediction.shape[1:2] == target.shape[1:2] \
+            and (target.is_floating_point() or target.dtype == torch.bool):
+        for region in range(target.shape[1]):
+            predicted, present = torch.unique(prediction[:, region].bool()), torch.unique(target[:, region].bool())
+            if len(predicted) == 1 and len(present) == 2:
+                where = "everywhere" if bool(predicted[0]) else "nowhere"
+                return (f"Predictions collapsed: region {region} is predicted {where}, while the targets hold it in "
+                        "some voxels only. Usual causes: unnormalised inputs; a learning rate that is too high; a "
+                        "region too small for plain cross-entropy (add a Dice term); or simply too few steps.")
+        return None
     predicted, present = torch.unique(prediction), torch.unique(target)
     present = present[present >= 0]  # negative values mark unlabelled voxels (sparse annotation)
     if len(predicted) != 1 or len(present) < 2:
@@ -90,15 +106,24 @@ def collapse_message(prediction: torch.Tensor, target: torch.Tensor) -> Optional
             "(use a Dice or Dice+CE loss, or class weights); or simply too few steps.")
 
 
+def predicted_map(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The prediction in the target's kind: a class map (argmax) for class labels, binary
+    regions (sigmoid > 0.5, i.e. logits > 0) for a region target (B, R, *S)."""
+    return logits > 0 if target.dim() == logits.dim() else logits.argmax(1)
+
+
 def check_labels(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: Optional[int] = None) -> None:
-    """Raise a ``ValueError`` if integer labels name a class the network has no output channel for.
+    """Raise a ``ValueError`` if the target does not fit the network's output channels.
 
     Args:
         logits: (B, K, *S) network output.
-        target: (B, *S) class indices; other targets (one-hot, regions) are not checked here.
+        target: class indices (B, *S), each a class of the K, or a binary region target
+            (B, K, *S), one channel per region (see :mod:`unet_lessons.targets`).
         ignore_index: a label value that marks unlabelled voxels (e.g. sparse annotation).
     """
-    if not target.is_floating_point() and target.dim() == logits.dim() - 1:
+    if target.dim() == logits.dim():
+        check_region_target(target, num_regions=logits.shape[1])
+    elif not target.is_floating_point() and target.dim() == logits.dim() - 1:
         check_class_labels(target, logits.shape[1], ignore_index=ignore_index)
 
 
@@ -210,7 +235,7 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
         scheduler.step()
         if config.collapse_check and step > config.steps // 4:
             # Three collapsed batches in a row past the first quarter is no longer a warm-up blip.
-            message = collapse_message(logits.detach().argmax(1), y)
+            message = collapse_message(predicted_map(logits.detach(), y), y)
             collapsed_checks = collapsed_checks + 1 if message else 0
             if collapsed_checks >= 3 and not warned:
                 warnings.warn(message, PredictionCollapseWarning, stacklevel=2)

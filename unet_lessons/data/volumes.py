@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..targets import BRATS_REGION_CLASSES, labels_to_regions
 from .synthetic import GeneratedDataset, _spline_matrix
 
 __all__ = [
@@ -277,11 +278,11 @@ def brats_regions(label: Union[np.ndarray, torch.Tensor]) -> Union[np.ndarray, t
         (*S) labels 0..3 -> (3, *S) float: whole tumour {1, 2, 3}, tumour core {1, 3},
         enhancing tumour {3}; a batch (B, *S) gives (B, 3, *S).
     """
-    if isinstance(label, torch.Tensor):
-        regions = [label > 0, (label == 1) | (label == 3), label == 3]
-        return torch.stack(regions, dim=0 if label.dim() == 3 else 1).float()
-    regions = [label > 0, (label == 1) | (label == 3), label == 3]
-    return np.stack(regions, axis=0 if label.ndim == 3 else 1).astype(np.float32)
+    batch = torch.as_tensor(label)
+    batch = batch[None] if batch.dim() == 3 else batch  # (B, *S)
+    regions = labels_to_regions(batch, BRATS_REGION_CLASSES)  # (B, 3, *S), the one definition of the regions
+    regions = regions[0] if torch.as_tensor(label).dim() == 3 else regions
+    return regions if isinstance(label, torch.Tensor) else regions.numpy()
 
 
 class SyntheticOrgans3D(GeneratedDataset):

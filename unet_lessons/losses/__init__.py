@@ -1,0 +1,20 @@
+"""Segmentation losses, each written by hand and checked against MONAI or the paper.
+
+* :mod:`.dice`: soft Dice (Milletari et al. 2016) and Dice + cross-entropy (nnU-Net's
+  default) on class labels, with a softmax over disjoint classes.
+* :mod:`.regions`: region Dice and region Dice + binary cross-entropy, one sigmoid per
+  (possibly overlapping) region, as BraTS networks predict whole tumour ⊃ tumour core ⊃
+  enhancing tumour.
+* :mod:`.weight_map`: the U-Net paper's border weight map and weighted cross-entropy
+  (Ronneberger et al. 2015, Section 3).
+
+Conventions: networks output logits ``(B, C, *S)``; class targets are int64 indices
+``(B, *S)`` or ``(B, 1, *S)``, region targets binary ``(B, R, *S)``; one code path for 2D and 3D.
+"""
+
+from .dice import DiceCELoss, SoftDiceLoss, one_hot, soft_dice_terms, vnet_dice_gradient
+from .regions import RegionDiceBCELoss, RegionDiceLoss
+from .weight_map import unet_weight_map, weighted_cross_entropy
+
+__all__ = ["one_hot", "soft_dice_terms", "SoftDiceLoss", "vnet_dice_gradient", "DiceCELoss", "RegionDiceLoss",
+           "RegionDiceBCELoss", "unet_weight_map", "weighted_cross_entropy"]

@@ -1,0 +1,128 @@
+"""The pixel-wise weighted cross-entropy of Ronneberger et al., "U-Net", MICCAI 2015 (Section 3,
+eq. 1 and 2), which pushes the network to keep a thin membrane between touching cells:
+:func:`unet_weight_map` and :func:`weighted_cross_entropy`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from .dice import _check_prediction
+
+__all__ = ["unet_weight_map", "weighted_cross_entropy"]
+
+# unet_weight_map ignores cells farther than this many sigmas; see its docstring.
+_CUTOFF_SIGMAS = 6.0
+
+
+def unet_weight_map(label: np.ndarray, *, w0: float = 10.0, sigma: float = 5.0,
+                    class_weights: Union[str, Sequence[float], None] = "balanced") -> np.ndarray:
+    """The border weight map of Ronneberger et al. 2015, eq. 2, for a 2D cell/membrane label map.
+
+    ``w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))**2 / (2 * sigma**2))``, where ``d1`` and
+    ``d2`` are the distances from pixel ``x`` to the nearest and the second-nearest cell.
+    Cells are the 4-connected components of class 1 (``scipy.ndimage.label``). Choices:
+
+    * The border term is added on background (membrane, class 0) pixels only, as in the
+      paper, where it marks the "separation border" between touching cells; a pixel
+      inside a cell gets just ``w_c``.
+    * Distances are Euclidean, pixel centre to the nearest pixel of the cell
+      (``distance_transform_edt``), so a pixel touching a cell is at distance 1 and any
+      pixel in a straight gap ``g`` pixels wide has ``d1 + d2 = g + 1``.
+    * With fewer than two cells there is nothing to separate: the border term is 0.
+    * Speed: each cell's distance map is computed only in its bounding box grown by
+      ``6 * sigma`` pixels, and is exact there. A pixel outside every box but one has
+      ``d2 > 6 sigma``, so the term dropped is below ``w0 * exp(-18)`` (1.5e-7 w0).
+      A 512x512 slice with 150 cells takes well under a second.
+
+    Args:
+        label: 2D integer map, 1 = cell interior, 0 = membrane/background (bool allowed).
+        w0: height of the border term (10 in the paper).
+        sigma: width of the border term in pixels (5 in the paper).
+        class_weights: ``w_c``. ``"balanced"`` gives class ``k`` the weight
+            ``N / (K * n_k)`` (``N`` pixels, ``n_k`` of class ``k``, ``K`` classes present),
+            so both classes carry equal total weight; a pair ``(w_membrane, w_cell)`` sets it
+            by hand; ``None`` means 1 everywhere.
+
+    Shape:
+        (H, W) -> (H, W) float32.
+    """
+    label = np.asarray(label)
+    if label.ndim != 2:
+        raise ValueError(f"label must be a 2D map (H, W); got shape {label.shape}. Call it per slice.")
+    values = np.unique(label)
+    if not np.isin(values, (0, 1)).all():
+        raise ValueError(f"label must hold 0 (membrane) and 1 (cell) only; found {values[:8].tolist()}. "
+                         "Map a 0/255 mask with `(label > 0).astype(int)`.")
+    if sigma <= 0 or w0 < 0:
+        raise ValueError(f"need sigma > 0 and w0 >= 0; got sigma={sigma}, w0={w0}.")
+    cells = label == 1
+
+    if class_weights is None:
+        class_w = np.ones(2)
+    elif isinstance(class_weights, str):
+        if class_weights != "balanced":
+            raise ValueError(f"class_weights must be 'balanced', a pair of weights or None; got {class_weights!r}.")
+        counts = np.array([(~cells).sum(), cells.sum()], dtype=np.float64)
+        present = counts > 0
+        class_w = np.where(present, label.size / (present.sum() * np.maximum(counts, 1)), 0.0)
+    else:
+        class_w = np.asarray(class_weights, dtype=np.float64)
+        if class_w.shape != (2,):
+            raise ValueError(f"class_weights must be a pair (w_membrane, w_cell); got {class_weights!r}.")
+    weight = np.where(cells, class_w[1], class_w[0])
+
+    components, num_cells = ndimage.label(cells)
+    if num_cells < 2 or w0 == 0:
+        return weight.astype(np.float32)
+
+    # Keep, for every pixel, the two smallest distances seen so far (d1 <= d2).
+    d1 = np.full(label.shape, np.inf)
+    d2 = np.full(label.shape, np.inf)
+    margin = int(math.ceil(_CUTOFF_SIGMAS * sigma))
+    for index, box in enumerate(ndimage.find_objects(components), start=1):
+        grown = tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(box, label.shape))
+        # The whole cell lies inside its box, so this distance is exact wherever it is computed.
+        distance = ndimage.distance_transform_edt(components[grown] != index)
+        near1, near2 = d1[grown], d2[grown]  # views: updated in place
+        np.minimum(near2, np.maximum(near1, distance), out=near2)
+        np.minimum(near1, distance, out=near1)
+
+    border = w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma**2))  # exp(-inf) = 0 where d2 is unknown
+    weight = weight + np.where(cells, 0.0, border)
+    return weight.astype(np.float32)
+
+
+def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor,
+                           weight_map: Union[torch.Tensor, np.ndarray]) -> torch.Tensor:
+    """Pixel-wise cross-entropy times a weight map, averaged over pixels (U-Net eq. 1).
+
+    The mean is over all pixels, ``mean(w * ce)``, not ``sum(w * ce) / sum(w)``: the
+    paper's energy is the weighted sum, and dividing by the pixel count only rescales it.
+
+    Args:
+        logits: network output (B, C, *S).
+        target: class indices (B, *S) or (B, 1, *S).
+        weight_map: non-negative weights (B, *S), (B, 1, *S) or (*S) for one map shared by
+            the batch, e.g. from :func:`unet_weight_map`; a NumPy array is converted.
+
+    Shape:
+        logits (B, C, *S), target (B, *S), weight_map (B, *S) -> scalar.
+    """
+    labels = _check_prediction(logits, target, softmax=True)  # (B, *S)
+    weights = torch.as_tensor(weight_map, dtype=logits.dtype, device=logits.device)
+    if weights.ndim == labels.ndim + 1 and weights.shape[1] == 1:
+        weights = weights[:, 0]
+    if weights.shape not in (labels.shape, labels.shape[1:]):
+        raise ValueError(f"weight_map of shape {tuple(weights.shape)} fits neither the target (B, *S) = "
+                         f"{tuple(labels.shape)} nor one image {tuple(labels.shape[1:])}; crop it like the target.")
+    if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+        raise ValueError("weight_map must be finite and non-negative.")
+    per_pixel = F.cross_entropy(logits, labels, reduction="none")  # (B, *S)
+    return (per_pixel * weights).mean()
