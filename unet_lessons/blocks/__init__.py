@@ -1,0 +1,14 @@
+"""The reusable stages of every network in the lessons, one code path for 2D and 3D.
+
+* :mod:`.layers`: ``conv_type`` and the other factories by ``spatial_dims``, ``interpolation_mode``,
+  and norms and activations by name (``make_norm``, ``make_act``), resolved in one place.
+* :mod:`.units`: ``ConvNormAct`` (both orders), ``DoubleConv``, ``ResidualBlock``, ``StridedDown``.
+"""
+
+from .layers import (ACTS, NORMS, LayerSpec, avg_pool_type, conv_transpose_type, conv_type, interpolation_mode,
+                     make_act, make_norm, max_pool_type)
+from .units import ORDERS, ConvNormAct, DoubleConv, ResidualBlock, StridedDown
+
+__all__ = ["conv_type", "conv_transpose_type", "max_pool_type", "avg_pool_type", "interpolation_mode", "make_norm",
+           "make_act", "NORMS", "ACTS", "ORDERS", "LayerSpec", "ConvNormAct", "DoubleConv", "ResidualBlock",
+           "StridedDown"]
