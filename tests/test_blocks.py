@@ -147,3 +147,43 @@ def test_strided_down_halves_the_size(spatial_dims, kernel_size):
 def test_bad_orders_are_named():
     with pytest.raises(ValueError, match="order must be one of"):
         ConvNormAct(1, 2, order="act_conv")
+
+
+# ----- the stages: U-Net's Down and Up, V-Net's residual stage -------------------------------
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_unet_down_and_up_shapes_counts_and_gradients(spatial_dims):
+    from unet_lessons.blocks import Down, Up
+
+    down = Down(4, 8, spatial_dims=spatial_dims, norm=None)
+    x = torch.randn(2, 4, *(8,) * spatial_dims)
+    assert down(x).shape == (2, 8, *(4,) * spatial_dims)
+    k = 3**spatial_dims
+    assert _count(down) == (4 * 8 * k + 8) + (8 * 8 * k + 8)
+    assert _gradients_reach_every_parameter(down, x)
+    up = Up(8, 4, 4, spatial_dims=spatial_dims, norm=None)  # transposed conv 8 -> 4, then DoubleConv(4 + 4 -> 4)
+    below, skip = torch.randn(2, 8, *(4,) * spatial_dims), torch.randn(2, 4, *(8,) * spatial_dims)
+    assert up(below, skip).shape == (2, 4, *(8,) * spatial_dims)
+    assert _count(up) == (8 * 4 * 2**spatial_dims + 4) + (8 * 4 * k + 4) + (4 * 4 * k + 4)
+    up(below, skip).square().mean().backward()
+    assert all(p.grad is not None for p in up.parameters())
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_vnet_stage_shapes_counts_and_gradients(spatial_dims):
+    from unet_lessons.blocks import VNetStage
+
+    stage = VNetStage(1, 4, 2, spatial_dims=spatial_dims)  # the first stage: the input repeated 4 times
+    x = torch.randn(2, 1, *(6,) * spatial_dims)
+    assert stage(x).shape == (2, 4, *(6,) * spatial_dims)
+    k = 5**spatial_dims
+    assert _count(stage) == (1 * 4 * k + 4) + 4 + (4 * 4 * k + 4) + 4  # two convs, a PReLU between, one after the add
+    assert _gradients_reach_every_parameter(stage, x)
+
+
+def test_center_crop_refuses_to_grow():
+    from unet_lessons.blocks import center_crop
+
+    assert center_crop(torch.zeros(1, 1, 9, 8), (5, 4)).shape == (1, 1, 5, 4)
+    with pytest.raises(ValueError, match="larger size"):
+        center_crop(torch.zeros(1, 1, 4, 4), (6, 4))

@@ -68,3 +68,27 @@ def test_predict_slicewise_refuses_3d_models_and_batches():
         predict_slicewise(UNet(1, 2, spatial_dims=3, base_features=2, depth=1), torch.randn(1, 4, 4, 4))
     with pytest.raises(ValueError, match="per volume"):
         predict_slicewise(UNet(1, 2, base_features=2, depth=1), torch.randn(2, 1, 4, 4, 4))
+
+
+def test_dict_outputs_are_read_through_the_contract():
+    from unet_lessons.models.base import SegmentationModel
+
+    class DictUNet(SegmentationModel):
+        """A contract model whose forward returns a dict, as adapters of other libraries do."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = UNet(1, 2, base_features=2, depth=2).eval()
+            self.spatial_dims, self.in_channels, self.out_channels, self.depth = 2, 1, 2, 2
+
+        def output_size(self, size):
+            return self.net.output_size(size)
+
+        def forward(self, x):
+            return {"logits": self.net(x), "reconstruction": x}
+
+    model = DictUNet().eval()
+    image = torch.randn(1, 20, 24)
+    torch.testing.assert_close(predict_tiled(model, image, 8, margin=4), predict_tiled(model.net, image, 8, margin=4))
+    from unet_lessons.inference import predict_slicewise
+    assert predict_slicewise(model, torch.randn(1, 3, 8, 8)).shape == (2, 3, 8, 8)

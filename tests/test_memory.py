@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 import torch.nn as nn
@@ -65,6 +67,8 @@ def test_bad_input_and_unknown_layers_are_refused():
         estimate_memory(nn.Conv2d(1, 2, 3), (1, 8, 8), optimizer="lion")
     with pytest.raises(ValueError, match="module:Class"):
         measure_peak_memory(("UNet", {}), (1, 8, 8))
+    with pytest.raises(ValueError, match="method"):
+        measure_peak_memory(("unet_lessons.models:UNet", {}), (1, 8, 8), method="psutil")
 
 
 def test_the_estimate_is_within_30_percent_of_a_measurement():
@@ -89,3 +93,21 @@ def test_deep_supervision_outputs_are_counted_and_measured():
 def test_a_failing_child_process_reports_its_error():
     with pytest.raises(RuntimeError, match="NoSuchNet"):
         measure_peak_memory(("unet_lessons.models:NoSuchNet", {}), (1, 8, 8))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="compares with Linux's resettable peak")
+def test_getrusage_agrees_with_the_resettable_peak():
+    """ru_maxrss cannot be reset, so it reports the rise above the warm-up's peak: a few MiB low at most."""
+    spec = ("unet_lessons.models:UNet", dict(in_channels=1, out_channels=3, spatial_dims=3, features=(8, 16, 32),
+                                            channel_plan="unet3d"))
+    proc = measure_peak_memory(spec, (1, 32, 32, 32), batch_size=2, method="proc")
+    rusage = measure_peak_memory(spec, (1, 32, 32, 32), batch_size=2, method="getrusage")
+    assert proc - 8 * 2**20 < rusage <= proc + 2**20
+
+
+def test_no_resource_module_gives_none(tmp_path, monkeypatch):
+    """Windows has no resource module: the measurement says so instead of failing."""
+    (tmp_path / "resource.py").write_text("raise ImportError('no resource module here')\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    spec = ("unet_lessons.models:UNet", dict(in_channels=1, out_channels=2, features=(2, 4)))
+    assert measure_peak_memory(spec, (1, 8, 8), method="getrusage") is None

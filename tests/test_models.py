@@ -153,3 +153,47 @@ def test_presets_reject_unknown_names_and_plans():
     with pytest.raises(ValueError, match="channel_plan"):
         UNet(channel_plan="3d")
     assert UNet.preset("cicek2016", in_channels=1).inc.conv1.conv.in_channels == 1
+
+
+# ----- the core arguments of the model contract, and the old names ------------------------------
+def test_every_model_takes_the_core_arguments_and_old_names():
+    from unet_lessons.models import FCN, UNetPlusPlus, VNet
+
+    for name in MODELS:
+        dims = MODELS[name].spatial_dims_supported[-1]
+        model = build_model(name, in_channels=2, out_channels=3, spatial_dims=dims, width=4,
+                            **MODELS[name].example_arguments[0])
+        assert (model.in_channels, model.out_channels, model.spatial_dims) == (2, 3, dims)
+    # Old names, positional calls and the paper defaults build the same networks as before.
+    assert UNet(1, 2, base_features=8).features == UNet(1, 2, width=8).features == (8, 16, 32, 64, 128)
+    assert VNet(base_features=4).features == VNet(width=4).features == (4, 8, 16, 32, 64)
+    assert UNetPlusPlus().features == (32, 64, 128, 256, 512)
+    assert UNetPlusPlus(width=4, depth=2).features == (4, 8, 16)
+    assert UNetPlusPlus(1, 2, features=(8, 16)).features == (8, 16)
+    assert FCN(5, width=2, fc_width=8).out_channels == FCN(out_channels=5, width=2, fc_width=8).num_classes == 5
+    with pytest.raises(TypeError, match="base_features is the old name of width"):
+        UNet(base_features=8, width=8)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'widht'"):
+        UNet(widht=8)
+    with pytest.raises(ValueError, match=r"FCN is 2D only.*spatial_dims=3.*predict_slicewise"):
+        build_model("fcn", spatial_dims=3)
+
+
+def test_arguments_record_the_call_by_name_with_defaults():
+    from unet_lessons.models import FCN
+
+    model = UNet(1, 2, base_features=8, upsample="interp")
+    assert model.arguments == UNet(in_channels=1, out_channels=2, width=8, upsample="interp").arguments
+    assert model.arguments["width"] == 8 and model.arguments["depth"] == 4 and "base_features" not in model.arguments
+    assert FCN(21, width=2, fc_width=8).arguments["num_classes"] == 21
+    assert UNet.preset("ronneberger2015").arguments["padding"] == "valid"
+    assert "arguments" not in UNet(1, 2, width=2).state_dict()
+
+
+def test_a_subclass_records_its_own_arguments():
+    class Wide(UNet):
+        def __init__(self, factor: int = 2) -> None:
+            super().__init__(1, 2, base_features=2 * factor, depth=1)
+
+    assert Wide(3).arguments == {"factor": 3}
+    assert Wide(3).features == (6, 12)

@@ -47,7 +47,7 @@ def test_refusals_name_the_problem():
         linear_cka(torch.ones(10, 2), torch.randn(10, 2))
     with pytest.raises(ValueError, match="feature maps"):
         as_feature_matrix(torch.randn(3, 4))
-    with pytest.raises(TypeError, match="UNet and UNetPlusPlus"):
+    with pytest.raises(TypeError, match=r"skip_pairs\(x\).*Conv2d has none"):
         concatenated_pairs(torch.nn.Conv2d(1, 1, 1), torch.randn(1, 1, 8, 8))
 
 
@@ -70,3 +70,22 @@ def test_concatenated_pairs_of_both_networks(spatial_dims):
     unet_feats, unet_pairs = unet.forward_features(x), concatenated_pairs(unet, x)
     assert torch.equal(unet_pairs["level 0"][0], unet_feats["enc0"])
     assert torch.equal(unet_pairs["level 1"][0], unet_feats["enc1"])
+
+
+def test_concatenated_pairs_of_the_other_networks():
+    from unet_lessons.models import FCN, VNet
+
+    torch.manual_seed(0)
+    vnet = VNet(1, 2, spatial_dims=2, width=2, encoder_depths=(1, 1, 1), decoder_depths=(1, 1))
+    x = torch.randn(1, 1, 16, 16)
+    pairs = concatenated_pairs(vnet, x)
+    assert list(pairs) == ["level 0", "level 1"]
+    assert torch.equal(pairs["level 0"][0], vnet.forward_features(x)["enc0"])
+    assert pairs["level 1"][1].shape == (1, 4, 8, 8)  # the up-conv output joined at level 1
+    fcn = FCN(3, variant="8s", in_channels=1, width=2, fc_width=8)
+    feats = fcn.forward_features(torch.randn(1, 1, 64, 64))
+    torch.manual_seed(0)
+    pairs = concatenated_pairs(fcn, torch.randn(1, 1, 64, 64))
+    assert list(pairs) == ["level 3", "level 4"]  # FCN adds scores at pool3 and pool4
+    assert pairs["level 4"][0].shape == feats["score_pool4"].shape == pairs["level 4"][1].shape
+    assert concatenated_pairs(FCN(3, in_channels=1, width=2, fc_width=8), torch.randn(1, 1, 32, 32)) == {}

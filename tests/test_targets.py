@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from unet_lessons.data import brats_regions, make_brats_volume
-from unet_lessons.targets import (BRATS_REGION_CLASSES, check_class_labels, check_region_target, labels_to_regions,
+from unet_lessons.targets import (check_class_labels, check_region_target, labels_to_regions,
                                   regions_to_labels)
 
 

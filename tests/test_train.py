@@ -290,7 +290,7 @@ def test_fit_trains_on_region_targets():
     images, regions = _region_batch()
     model = UNet(3, 3, base_features=8, depth=1, norm=None)  # with batch norm the small ET needs more than 60 steps
     history = fit(model, _repeat((images, regions)), RegionDiceBCELoss(nested=True),
-                  TrainConfig(steps=60, lr=1e-2, progress=False, device="cpu"))
+                  TrainConfig(steps=60, lr=1e-2, progress=False, device="cpu", collapse_check=False))
     assert history["loss"][-1] < 0.2 * history["loss"][0]
     assert dice_per_region(model.eval()(images) > 0, regions).min() > 0.9
 

@@ -329,3 +329,20 @@ def test_node_grid_is_drawn_from_the_model():
         draw_node_grid(UNet(1, 2, depth=2), (32, 32))
     with pytest.raises(ValueError, match="between 1 and"):
         draw_node_grid(model, (32, 32), pruned=4)
+
+
+def test_draw_unet_reads_the_layers_of_any_encoder_decoder_model():
+    from unet_lessons.models import UNetPlusPlus, VNet
+    from unet_lessons.viz import draw_architecture
+
+    vnet = VNet(1, 2, spatial_dims=3, width=2, encoder_depths=(1, 2, 3), decoder_depths=(2, 1))
+    legend = [t.get_text() for t in draw_unet(vnet, (16, 16, 16)).legends[0].get_texts()]
+    assert legend == ["1× conv 5×5×5, PReLU", "down-conv 2×2×2, stride 2", "up-conv 2×2×2", "copy", "conv 1×1×1"]
+    seed = UNet(1, 2, base_features=4, depth=2, upsample="interp")
+    legend = [t.get_text() for t in draw_unet(seed, (16, 16)).legends[0].get_texts()]
+    assert legend == ["2× conv 3×3, BatchNorm, ReLU", "max-pool 2×2", "bilinear ×2", "copy", "conv 1×1"]
+    assert draw_architecture(UNetPlusPlus(1, 2, width=2, depth=2), (16, 16)).axes[0].get_title().startswith("UNet++")
+    with pytest.raises(ValueError, match="feature_scheme 'encoder_decoder'"):
+        draw_unet(UNetPlusPlus(1, 2, width=2, depth=2), (16, 16))
+    with pytest.raises(TypeError, match="feature schemes"):
+        draw_architecture(torch.nn.Conv2d(1, 1, 1), (8, 8))

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .models.base import unpack_output
 from .utils import mirror_pad
 
 __all__ = ["valid_margin", "predict_tiled", "predict_slicewise"]
@@ -48,8 +49,9 @@ def predict_tiled(model: nn.Module, image: torch.Tensor, tile: Union[int, Sequen
     """Predict a whole image tile by tile and stitch the output tiles.
 
     Args:
-        model: a 2D or 3D network. If it has ``padding == "valid"``, ``margin`` is derived
-            from it (the paper's overlap-tile); otherwise ``margin`` defaults to 0.
+        model: a 2D or 3D network following the model contract (``spatial_dims``,
+            ``padding``, ``output_size``). With ``padding == "valid"`` the ``margin`` is
+            derived from it (the paper's overlap-tile); otherwise ``margin`` defaults to 0.
         image: (C, *S) one image or volume, already normalised.
         tile: output tile size per axis.
         margin: input context added on each side of every tile.
@@ -63,14 +65,15 @@ def predict_tiled(model: nn.Module, image: torch.Tensor, tile: Union[int, Sequen
         (C, *S) -> (K, *S)
     """
     model.eval()
-    spatial_dims = getattr(model, "spatial_dims", image.dim() - 1)
+    spatial_dims = model.spatial_dims
     if image.dim() != spatial_dims + 1:
         raise ValueError(f"predict_tiled takes one image of shape (C, {', '.join('DHW'[-spatial_dims:])}) for a "
                          f"{spatial_dims}D model; got shape {tuple(image.shape)}. For a batch, call it per image, "
                          "e.g. predict_tiled(model, batch[0], ...).")
     dims = image.dim() - 1
     tiles = [tile] * dims if isinstance(tile, int) else list(tile)
-    if getattr(model, "padding", "same") == "valid":
+    valid = model.padding == "valid"
+    if valid:
         if margin is not None:
             raise ValueError("a valid-padded model fixes its own margin; leave margin=None.")
         margins = [valid_margin(model, t) for t in tiles]
@@ -91,8 +94,8 @@ def predict_tiled(model: nn.Module, image: torch.Tensor, tile: Union[int, Sequen
     output: Optional[torch.Tensor] = None
     for starts in itertools.product(*(range(0, s + e, t) for s, e, t in zip(sizes, extra, tiles))):
         window = tuple(slice(a, a + t + 2 * m) for a, t, m in zip(starts, tiles, margins))
-        logits = model(padded[(slice(None), slice(None), *window)])[0]  # (K, *tile_in or *tile)
-        if getattr(model, "padding", "same") != "valid":
+        logits = unpack_output(model(padded[(slice(None), slice(None), *window)])).logits[0]  # (K, *tile_in or *tile)
+        if not valid:
             logits = logits[(slice(None), *(slice(m, m + t) for m, t in zip(margins, tiles)))]
         if output is None:
             output = torch.empty((logits.shape[0], *(s + e for s, e in zip(sizes, extra))), dtype=logits.dtype)
@@ -116,7 +119,7 @@ def predict_slicewise(model: nn.Module, volume: torch.Tensor, *, axis: int = 0, 
     Returns:
         Logits (K, D, H, W).
     """
-    if getattr(model, "spatial_dims", 2) != 2:
+    if model.spatial_dims != 2:
         raise ValueError(f"predict_slicewise needs a 2D model; this one has spatial_dims={model.spatial_dims}. "
                          "Give a 3D model the whole volume (or use sliding_window_inference).")
     if volume.dim() != 4:
@@ -127,6 +130,6 @@ def predict_slicewise(model: nn.Module, volume: torch.Tensor, *, axis: int = 0, 
     model.eval()
     device = next(model.parameters()).device
     slices = volume.movedim(axis + 1, 0)  # (N, C, h, w): the sliced axis becomes the batch
-    logits = torch.cat([model(slices[i:i + batch_size].to(device)).cpu()
+    logits = torch.cat([unpack_output(model(slices[i:i + batch_size].to(device))).logits.cpu()
                         for i in range(0, len(slices), batch_size)])  # (N, K, h, w)
     return logits.movedim(0, axis + 1)  # (K, D, H, W)

@@ -20,8 +20,6 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
-from .models.unet import UNet, Up
-from .models.unetpp import UNetPlusPlus
 
 __all__ = ["linear_cka", "as_feature_matrix", "concatenated_pairs"]
 
@@ -60,40 +58,22 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
 
 @torch.no_grad()
 def concatenated_pairs(model: nn.Module, x: torch.Tensor) -> "OrderedDict[str, tuple[torch.Tensor, torch.Tensor]]":
-    """The two sides of every concatenation on the decoder path, for one input.
+    """The two sides of every skip join on the decoder path, for one input, in eval mode.
 
-    For a :class:`~unet_lessons.models.UNet`: at each ``Up`` (level ``i``, top = 0), the
-    encoder skip ``X^{i,0}`` and the upsampled decoder map. For a :class:`UNetPlusPlus`: at
-    each decoder node ``X^{i,L-i}`` (the nodes a U-Net of the same depth also has), the
-    nearest same-row node ``X^{i,L-i-1}``, which is what the dense skip pathway delivers
-    after its convolutions, and ``Up(X^{i+1,L-i-1})``.
+    The model says what they are (``model.skip_pairs(x)``, part of the model contract). For a
+    U-Net: at each level ``i`` (top = 0), the encoder skip ``X^{i,0}`` and the upsampled
+    decoder map. For UNet++: at each decoder node ``X^{i,L-i}``, the nearest same-row node
+    ``X^{i,L-i-1}`` (what the dense skip pathway delivers after its convolutions) and
+    ``Up(X^{i+1,L-i-1})``.
 
     Returns:
         ``{"level i": (skip side, upsampled side)}``, top level first.
+
+    Raises:
+        TypeError: for a module without ``skip_pairs``.
     """
+    if not callable(getattr(model, "skip_pairs", None)):
+        raise TypeError(f"concatenated_pairs asks the model for its skip_pairs(x) (the model contract in "
+                        f"unet_lessons.models.base); {type(model).__name__} has none.")
     model.eval()
-    pairs: "OrderedDict[str, tuple[torch.Tensor, torch.Tensor]]" = OrderedDict()
-    if isinstance(model, UNetPlusPlus):
-        feats = model.forward_features(x)
-        for i in range(model.depth):
-            j = model.depth - i
-            up = model.ups[f"x_{i}_{j}"](feats[f"x_{i + 1}_{j - 1}"])
-            pairs[f"level {i}"] = (feats[f"x_{i}_{j - 1}"], up)
-        return pairs
-    if isinstance(model, UNet):
-        found: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-        def record(module: Up, inputs: tuple, _output: torch.Tensor) -> None:
-            below, skip = inputs
-            found.append((skip, module.up(below)))
-
-        handles = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, Up)]
-        try:
-            model(x)
-        finally:
-            for handle in handles:
-                handle.remove()
-        for level, pair in zip(range(len(found) - 1, -1, -1), found):  # the first Up is the deepest level
-            pairs[f"level {level}"] = pair
-        return OrderedDict(sorted(pairs.items()))
-    raise TypeError(f"concatenated_pairs knows UNet and UNetPlusPlus; got {type(model).__name__}.")
+    return model.skip_pairs(x)

@@ -75,7 +75,7 @@ def check_input(x: torch.Tensor, *, model_name: str, spatial_dims: int, in_chann
         if x.shape[-1] == in_channels:  # (B, *S, C): the layout of NumPy images and TensorFlow
             raise ValueError(
                 f"{model_name} expects channels first, shape {expected}; got shape {tuple(x.shape)}, which looks "
-                f"channels-last (its last axis has the {in_channels} channels). Move the channels to axis 1 with "
+                f"channels-last (its last axis has length {in_channels}, the model's in_channels). Move the channels to axis 1 with "
                 f"x.movedim(-1, 1)."
             )
         raise ValueError(
@@ -290,7 +290,11 @@ def _recording_arguments(cls: type, init: Callable) -> Callable:
             except TypeError:
                 return init(self, *args, **kwargs)  # Python's own message names the wrong argument
             bound.apply_defaults()
-            self.__dict__["arguments"] = dict(list(bound.arguments.items())[1:])
+            arguments = {}
+            for name, value in list(bound.arguments.items())[1:]:
+                is_var_keyword = signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD
+                arguments.update(value if is_var_keyword else {name: value})
+            self.__dict__["arguments"] = arguments
         init(self, *args, **kwargs)
 
     return __init__
@@ -394,8 +398,8 @@ class SegmentationModel(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} does not declare its skip_pairs(x).")
 
 
-def side_for_tests(model: SegmentationModel, minimum: Optional[int] = None) -> int:
-    """The smallest side at least ``minimum`` (default ``2**depth``) that ``model`` takes: small and fast."""
+def smallest_side(model: SegmentationModel, minimum: Optional[int] = None) -> int:
+    """The smallest axis length of at least ``minimum`` (default ``2**depth``) that ``model`` takes: a small, fast input."""
     start = 2**model.depth if minimum is None else minimum
     sizes = model.valid_sizes(start, start + 4096)
     if not sizes:

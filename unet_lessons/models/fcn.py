@@ -26,15 +26,17 @@ Built in ``notebooks/01_fcn.ipynb``.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..blocks import ConvNormAct, conv_transpose_type, conv_type, make_act, make_norm, max_pool_type
+from ..blocks import ConvNormAct, conv_transpose_type, conv_type, make_act, make_norm
 from ..upsampling import bilinear_weight
-from .base import check_input, check_spatial_size, nearest_matching
+from .base import SegmentationModel
+from .vgg import (VGG16_CONVS, ConvolutionalVGG, VGGClassifier, VGGEncoder, VGGStage, _dropout,
+                  _linear_to_conv, _scaled, convolutionalize)
 
 __all__ = [
     "VGGStage",
@@ -48,155 +50,8 @@ __all__ = [
     "FCN",
 ]
 
-VGG16_CONVS = (2, 2, 3, 3, 3)            # 3x3 convs per stage: 13 in all
-VGG16_CHANNELS = (64, 128, 256, 512, 512)
 SEED_CHANNELS = (512, 512, 256, 128, 64, 32)
 VARIANTS = {"32s": 32, "16s": 16, "8s": 8}  # variant -> stride of the last fused score map
-
-
-def _scaled(channels: Sequence[int], width: int) -> tuple[int, ...]:
-    if width < 1:
-        raise ValueError(f"width must be at least 1; got {width}.")
-    return tuple(max(1, c * width // 64) for c in channels)
-
-
-def _dropout(p: float) -> nn.Module:
-    return nn.Dropout(p) if p > 0 else nn.Identity()
-
-
-class VGGStage(nn.Sequential):
-    """``num_convs`` x (3x3 conv -> norm -> ReLU), then a 2x2 max-pool of stride 2: one VGG16 stage.
-
-    Shape:
-        (B, in_channels, H, W) -> (B, out_channels, H // 2, W // 2)
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, num_convs: int, *, norm: Optional[str] = None) -> None:
-        super().__init__()
-        for index in range(1, num_convs + 1):
-            self.add_module(f"conv{index}", ConvNormAct(in_channels if index == 1 else out_channels, out_channels, 3,
-                                                        spatial_dims=2, norm=norm, act="relu", bias=None))
-        self.add_module("pool", max_pool_type(2)(kernel_size=2, stride=2))
-
-
-class VGGEncoder(nn.Module):
-    """The 13 conv layers of VGG16 (Simonyan and Zisserman 2015, config D) in five pooled stages.
-
-    Args:
-        in_channels: input channels (3 for RGB).
-        width: channels of the first stage; the stages have (64, 128, 256, 512, 512) x width/64.
-        norm: ``None`` (VGG16) or a norm name such as ``"batch"``, which helps when training
-            from scratch on a CPU.
-
-    Shape:
-        (B, in_channels, H, W) -> OrderedDict ``x1`` … ``x5``: the output of stage i after its
-        pool, (B, C_i, H / 2**i, W / 2**i) (floored). ``x5`` is the ``pretrained_net(x)['x5']``
-        that the survey article's decoders read: 512 channels at stride 32 at full width.
-    """
-
-    def __init__(self, in_channels: int = 3, *, width: int = 64, norm: Optional[str] = None) -> None:
-        super().__init__()
-        self.in_channels, self.width, self.spatial_dims = in_channels, width, 2
-        self.channels = _scaled(VGG16_CHANNELS, width)
-        previous = in_channels
-        for index, (num_convs, channels) in enumerate(zip(VGG16_CONVS, self.channels), start=1):
-            self.add_module(f"stage{index}", VGGStage(previous, channels, num_convs, norm=norm))
-            previous = channels
-
-    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
-        check_input(x, model_name=type(self).__name__, spatial_dims=2, in_channels=self.in_channels)
-        features: OrderedDict[str, torch.Tensor] = OrderedDict()
-        for index in range(1, 6):
-            x = getattr(self, f"stage{index}")(x)  # (B, C_i, H/2**i, W/2**i)
-            features[f"x{index}"] = x
-        return features
-
-
-class VGGClassifier(nn.Module):
-    """VGG16 as an ImageNet classifier: the encoder, then fc6, fc7, fc8 on the flattened 7x7 pool5 map.
-
-    Args:
-        num_classes: classes of fc8 (1000 for ImageNet).
-        in_channels: input channels.
-        width: encoder width, see :class:`VGGEncoder`.
-        fc_width: units of fc6 and fc7 (4096 in VGG16).
-        norm: encoder norm.
-        dropout: dropout after fc6 and fc7 (VGG16 trains with 0.5); off by default.
-
-    Shape:
-        (B, in_channels, 224, 224) -> (B, num_classes). Any side from 224 to 255 gives the
-        7x7 pool5 map that fc6 expects; other sizes raise a ``ValueError``.
-    """
-
-    def __init__(self, num_classes: int = 1000, *, in_channels: int = 3, width: int = 64, fc_width: int = 4096,
-                 norm: Optional[str] = None, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.num_classes, self.fc_width, self.dropout = num_classes, fc_width, dropout
-        self.encoder = VGGEncoder(in_channels, width=width, norm=norm)
-        self.fc6 = nn.Linear(self.encoder.channels[-1] * 7 * 7, fc_width)
-        self.relu6, self.drop6 = make_act("relu"), _dropout(dropout)
-        self.fc7 = nn.Linear(fc_width, fc_width)
-        self.relu7, self.drop7 = make_act("relu"), _dropout(dropout)
-        self.fc8 = nn.Linear(fc_width, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x5 = self.encoder(x)["x5"]  # (B, C5, H/32, W/32)
-        if tuple(x5.shape[2:]) != (7, 7):
-            raise ValueError(f"{type(self).__name__} flattens a 7x7 pool5 map, so it takes 224x224 inputs "
-                             f"(224 to 255 per axis); got {tuple(x.shape)}, giving pool5 "
-                             f"{tuple(x5.shape[2:])}. convolutionalize(model) takes any size from 224 up.")
-        h = self.drop6(self.relu6(self.fc6(x5.flatten(1))))  # (B, fc_width)
-        h = self.drop7(self.relu7(self.fc7(h)))  # (B, fc_width)
-        return self.fc8(h)  # (B, num_classes)
-
-
-class ConvolutionalVGG(nn.Module):
-    """:class:`VGGClassifier` with fc6/fc7/fc8 as convolutions (Section 3.1, Fig. 2); see :func:`convolutionalize`.
-
-    Shape:
-        (B, in_channels, H, W) -> (B, num_classes, H // 32 - 6, W // 32 - 6): fc6 is an
-        unpadded 7x7 conv, so a 224x224 input gives a 1x1 map, 320x384 a 4x6 map.
-    """
-
-    def __init__(self, encoder: VGGEncoder, num_classes: int, fc_width: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.fc6 = conv_type(2)(encoder.channels[-1], fc_width, kernel_size=7)
-        self.relu6, self.drop6 = make_act("relu"), _dropout(dropout)
-        self.fc7 = conv_type(2)(fc_width, fc_width, kernel_size=1)
-        self.relu7, self.drop7 = make_act("relu"), _dropout(dropout)
-        self.fc8 = conv_type(2)(fc_width, num_classes, kernel_size=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.drop6(self.relu6(self.fc6(self.encoder(x)["x5"])))  # (B, fc_width, H/32 - 6, W/32 - 6)
-        h = self.drop7(self.relu7(self.fc7(h)))
-        return self.fc8(h)  # (B, num_classes, H/32 - 6, W/32 - 6)
-
-
-@torch.no_grad()
-def _linear_to_conv(linear: nn.Linear, conv: nn.Conv2d) -> None:
-    """Copy a linear layer into a conv whose kernel covers the linear layer's whole (C, h, w) input."""
-    if linear.weight.numel() != conv.weight.numel():
-        raise ValueError(f"cannot reshape a {tuple(linear.weight.shape)} linear weight into a "
-                         f"{tuple(conv.weight.shape)} conv weight.")
-    # Linear input index c*h*w + i*w + j is flatten's order of (C, h, w): a plain reshape.
-    conv.weight.copy_(linear.weight.reshape(conv.weight.shape))
-    if conv.bias is not None:
-        conv.bias.copy_(linear.bias)
-
-
-def convolutionalize(classifier: VGGClassifier) -> ConvolutionalVGG:
-    """Recast the fully connected layers of ``classifier`` as convolutions (Section 3.1).
-
-    fc6 ``Linear(C5*7*7, F)`` becomes ``Conv2d(C5, F, 7)``, fc7 and fc8 become 1x1 convs,
-    with the weights copied and reshaped. The encoder is shared, not copied. On a 224x224
-    input the result gives the classifier's logits as a (B, num_classes, 1, 1) map; on a
-    larger input it slides the classifier over the image in one pass, giving a coarse map.
-    """
-    model = ConvolutionalVGG(classifier.encoder, classifier.num_classes, classifier.fc_width, classifier.dropout)
-    for name in ("fc6", "fc7", "fc8"):
-        _linear_to_conv(getattr(classifier, name), getattr(model, name))
-    return model
 
 
 def transplant(fcn: "FCN", classifier: VGGClassifier) -> "FCN":
@@ -271,6 +126,15 @@ class FCN32sSeed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.pretrained_net(x)["x5"])
 
+    def stage_modules(self) -> "OrderedDict[str, list[nn.Module]]":
+        """The modules of each map of :meth:`forward_features` (read by ``viz.draw_fcn``)."""
+        stages: OrderedDict[str, list[nn.Module]] = OrderedDict(
+            (f"x{index}", [getattr(self.pretrained_net, f"stage{index}", self.pretrained_net)]) for index in range(1, 6))
+        for index in range(1, 6):
+            stages[f"deconv{index}"] = [getattr(self, f"deconv{index}"), getattr(self, f"bn{index}")]
+        stages["logits"] = [self.classifier]
+        return stages
+
 
 def make_upsample(channels: int, factor: int, *, learnable: bool) -> nn.ConvTranspose2d:
     """A x``factor`` transposed conv initialised to bilinear interpolation (Section 3.3).
@@ -305,7 +169,7 @@ def _zero_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
     return conv
 
 
-class FCN(nn.Module):
+class FCN(SegmentationModel):
     """FCN-32s, FCN-16s and FCN-8s on a VGG16 encoder (Long et al. 2015, Section 4.2, Fig. 3).
 
     The encoder and the convolutionalized fc6/fc7 (Section 3.1) give features at stride 32;
@@ -328,7 +192,7 @@ class FCN(nn.Module):
     initialisation (the paper zero-initialises it when fine-tuning a pretrained VGG16).
 
     Args:
-        num_classes: classes (21 for PASCAL VOC).
+        num_classes: classes (21 for PASCAL VOC); ``out_channels`` is accepted as another name.
         variant: ``"32s"``, ``"16s"`` or ``"8s"``: the stride of the last fused score map.
         in_channels: input channels.
         width: encoder width, see :class:`VGGEncoder` (64 = VGG16).
@@ -340,18 +204,29 @@ class FCN(nn.Module):
             longer than the image) and they are what the conv padding already shows the
             net at the border. ``False`` raises a ``ValueError`` naming the nearest sizes.
         learnable_upsampling: whether the x2 upsamplers of 16s/8s learn; the final one never does.
+        spatial_dims: 2; VGG16 is a 2D network, so 3 is refused.
 
     Shape:
         (B, in_channels, H, W) -> (B, num_classes, H, W)
     """
 
+    feature_scheme = "fcn"
+    spatial_dims_supported = (2,)
+    argument_aliases = {"out_channels": "num_classes"}
+    example_arguments = tuple({"variant": variant, "fc_width": 8} for variant in VARIANTS)
+
     def __init__(self, num_classes: int = 21, *, variant: str = "32s", in_channels: int = 3, width: int = 64,
                  fc_width: int = 4096, norm: Optional[str] = None, dropout: float = 0.0,
-                 pad_to_multiple: bool = True, learnable_upsampling: bool = True) -> None:
+                 pad_to_multiple: bool = True, learnable_upsampling: bool = True, spatial_dims: int = 2) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}; got {variant!r}.")
+        if spatial_dims != 2:
+            raise ValueError(f"FCN is 2D only (its encoder is VGG16, a 2D image classifier); got spatial_dims="
+                             f"{spatial_dims}. For volumes build a 3D network, e.g. build_model('unet', spatial_dims=3), "
+                             "or segment slice by slice with unet_lessons.inference.predict_slicewise.")
         self.num_classes, self.variant, self.in_channels, self.spatial_dims = num_classes, variant, in_channels, 2
+        self.out_channels, self.depth, self.padding = num_classes, len(VGG16_CONVS), "same"  # five poolings
         self.pad_to_multiple = pad_to_multiple
         self.encoder = VGGEncoder(in_channels, width=width, norm=norm)
         c3, c4, c5 = self.encoder.channels[2:]
@@ -377,15 +252,46 @@ class FCN(nn.Module):
         """Stride of the score map that the final, fixed upsampler enlarges: 32, 16 or 8."""
         return VARIANTS[self.variant]
 
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise a clear ``ValueError`` if ``x`` has the wrong dimensions or channels, or (unpadded) size."""
-        check_input(x, model_name=type(self).__name__, spatial_dims=2, in_channels=self.in_channels)
-        if not self.pad_to_multiple:
-            is_valid = lambda s: s >= 32 and s % 32 == 0  # noqa: E731
-            rule = ("Five 2x2 poolings need every axis to be a multiple of 32; build the model with "
-                    "pad_to_multiple=True to pad and crop automatically.")
-            check_spatial_size(x.shape[2:], model_name=type(self).__name__, is_valid=is_valid,
-                               nearest=lambda s: nearest_matching(s, is_valid), rule=rule)
+    def output_size(self, size: int) -> Optional[int]:
+        """Output length of an axis of length ``size`` (kept): any size when padding to a multiple of 32,
+        else only multiples of 32."""
+        if self.pad_to_multiple:
+            return size if size >= 1 else None
+        return size if size >= 32 and size % 32 == 0 else None
+
+    def size_rule(self) -> str:
+        return ("Five 2x2 poolings need every axis to be a multiple of 32; build the model with "
+                "pad_to_multiple=True to pad and crop automatically.")
+
+    def stage_modules(self) -> "OrderedDict[str, list[nn.Module]]":
+        """The modules of each map of :meth:`forward_features` (the sums ``fuse_*`` have none)."""
+        stages: OrderedDict[str, list[nn.Module]] = OrderedDict(
+            (f"x{index}", [getattr(self.encoder, f"stage{index}")]) for index in range(1, 6))
+        stages.update(fc6=[self.fc6, self.drop6], fc7=[self.fc7, self.drop7], score_fr=[self.score_fr])
+        if self.variant == "32s":
+            stages["logits"] = [self.upscore]
+            return stages
+        stages.update(upscore2=[self.upscore2], score_pool4=[self.score_pool4], fuse_pool4=[])
+        if self.variant == "16s":
+            stages["logits"] = [self.upscore16]
+            return stages
+        stages.update(upscore_pool4=[self.upscore_pool4], score_pool3=[self.score_pool3], fuse_pool3=[],
+                      logits=[self.upscore8])
+        return stages
+
+    @torch.no_grad()
+    def skip_pairs(self, x: torch.Tensor) -> "OrderedDict[str, tuple[torch.Tensor, torch.Tensor]]":
+        """At each sum (level 4 = pool4, level 3 = pool3): the skip's scores and the upsampled scores.
+
+        FCN joins by adding class scores, not by concatenating features; FCN-32s has no skips.
+        """
+        feats = self.forward_features(x)
+        pairs: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        if "fuse_pool3" in feats:
+            pairs["level 3"] = (feats["score_pool3"], feats["upscore_pool4"])
+        if "fuse_pool4" in feats:
+            pairs["level 4"] = (feats["score_pool4"], feats["upscore2"])
+        return pairs
 
     def forward_features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
         """Run the network and return every named map.

@@ -27,110 +27,14 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ..blocks import DoubleConv, conv_transpose_type, conv_type, max_pool_type
-from .base import check_input, check_spatial_size, nearest_matching
+from ..blocks import Down, DoubleConv, Up, center_crop, conv_type
+from .base import SegmentationModel
 
 __all__ = ["Down", "Up", "UNet", "UNET_PRESETS", "center_crop"]
 
 
-def center_crop(x: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tensor:
-    """Crop the trailing spatial axes of ``x`` to ``spatial_shape`` around the centre.
-
-    Shape:
-        (B, C, *S) -> (B, C, *spatial_shape), every target size <= the source size.
-    """
-    slices = [slice(None), slice(None)]
-    for size, target in zip(x.shape[2:], spatial_shape):
-        if target > size:
-            raise ValueError(f"cannot centre-crop size {size} to the larger size {target}")
-        start = (size - target) // 2
-        slices.append(slice(start, start + target))
-    return x[tuple(slices)]
-
-
-class Down(nn.Sequential):
-    """2x max-pool, then a :class:`DoubleConv`: one step down the contracting path.
-
-    Shape:
-        (B, in_channels, *S) -> (B, out_channels, *S/2) with "same" padding.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, *, spatial_dims: int = 2,
-                 mid_channels: Optional[int] = None, **conv_kwargs) -> None:
-        super().__init__()
-        self.add_module("pool", max_pool_type(spatial_dims)(kernel_size=2, stride=2))
-        self.add_module("conv", DoubleConv(in_channels, out_channels, mid_channels=mid_channels,
-                                           spatial_dims=spatial_dims, **conv_kwargs))
-
-
-class Up(nn.Module):
-    """Upsample, join the skip connection, then a :class:`DoubleConv`.
-
-    Args:
-        in_channels: channels of the map coming up from below.
-        skip_channels: channels of the encoder map joined at this level.
-        out_channels: output channels.
-        spatial_dims: 2 or 3.
-        upsample: ``"transpose"`` (2x2 stride-2 transposed conv to ``up_channels``
-            channels, the paper's "up-convolution") or ``"interp"`` (bi/trilinear, channels kept).
-        up_channels: output channels of the transposed conv: ``skip_channels`` by default
-            (the 2D U-Net halves the channels), ``in_channels`` in the 3D U-Net (kept).
-        up_bias: bias of the transposed conv.
-        align_corners: for ``"interp"``; the seed uses ``True``, PyTorch recommends ``False``
-            (pixel centres stay aligned, and every output pixel reads at most two inputs per axis).
-        padding: ``"same"`` pads the upsampled map to the skip's size; ``"valid"``
-            centre-crops the skip to the upsampled map's size.
-        conv_kwargs: ``norm``, ``act``, ``bias`` for the DoubleConv.
-
-    Shape:
-        below (B, in_channels, *S/2), skip (B, skip_channels, *S) -> (B, out_channels, *S')
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        skip_channels: int,
-        out_channels: int,
-        *,
-        spatial_dims: int = 2,
-        upsample: str = "transpose",
-        up_channels: Optional[int] = None,
-        up_bias: bool = True,
-        align_corners: bool = False,
-        padding: str = "same",
-        **conv_kwargs,
-    ) -> None:
-        super().__init__()
-        self.padding = padding
-        if upsample == "transpose":
-            up_channels = skip_channels if up_channels is None else up_channels
-            self.up = conv_transpose_type(spatial_dims)(in_channels, up_channels, kernel_size=2, stride=2, bias=up_bias)
-        elif upsample == "interp":
-            mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[spatial_dims]
-            self.up = nn.Upsample(scale_factor=2, mode=mode, align_corners=align_corners)
-            up_channels = in_channels
-        else:
-            raise ValueError(f"upsample must be 'transpose' or 'interp'; got {upsample!r}.")
-        self.conv = DoubleConv(skip_channels + up_channels, out_channels, spatial_dims=spatial_dims,
-                               padding=padding, **conv_kwargs)
-
-    def forward(self, below: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        up = self.up(below)  # (B, C_up, *2S)
-        if self.padding == "valid":
-            skip = center_crop(skip, up.shape[2:])  # "copy and crop"
-        elif up.shape[2:] != skip.shape[2:]:
-            # Odd input sizes lose a pixel in pooling; pad it back (F.pad lists the last axis first).
-            pads = []
-            for size_up, size_skip in zip(reversed(up.shape[2:]), reversed(skip.shape[2:])):
-                diff = size_skip - size_up
-                pads += [diff // 2, diff - diff // 2]
-            up = F.pad(up, pads)
-        return self.conv(torch.cat([skip, up], dim=1))  # (B, C_skip + C_up, *S) -> (B, C_out, *S)
-
-
-class UNet(nn.Module):
+class UNet(SegmentationModel):
     """U-Net for 2D images or 3D volumes (Ronneberger et al. 2015; Çiçek et al. 2016).
 
     Args:
@@ -138,8 +42,9 @@ class UNet(nn.Module):
         out_channels: number of classes; the output holds one logit map per class.
         spatial_dims: 2 or 3.
         features: channels per level, top to bottom; ``depth = len(features) - 1``
-            poolings. Defaults to ``base_features * 2**i``.
-        base_features: channels of the first level when ``features`` is not given (64 in the paper).
+            poolings. Defaults to ``width * 2**i``.
+        width: channels of the first level when ``features`` is not given (64 in the paper);
+            ``base_features`` is its old name and still accepted.
         depth: number of poolings when ``features`` is not given (4 in the paper).
         upsample: ``"transpose"`` (paper) or ``"interp"`` (seed).
         padding: ``"same"`` (seed) or ``"valid"`` (paper).
@@ -158,6 +63,9 @@ class UNet(nn.Module):
         (B, in_channels, *S) -> (B, out_channels, *output_size(S)) with ``padding="valid"``.
     """
 
+    argument_aliases = {"base_features": "width"}
+    example_arguments = ({"depth": 2}, {"depth": 2, "padding": "valid", "norm": None}, {"depth": 2, "upsample": "interp"})
+
     def __init__(
         self,
         in_channels: int = 1,
@@ -165,7 +73,7 @@ class UNet(nn.Module):
         *,
         spatial_dims: int = 2,
         features: Optional[Sequence[int]] = None,
-        base_features: int = 64,
+        width: int = 64,
         depth: int = 4,
         upsample: str = "transpose",
         padding: str = "same",
@@ -182,7 +90,7 @@ class UNet(nn.Module):
         if features is None:
             if depth < 1:
                 raise ValueError(f"depth must be at least 1; got {depth}.")
-            features = [base_features * 2**level for level in range(depth + 1)]
+            features = [width * 2**level for level in range(depth + 1)]
         features = [int(f) for f in features]
         if len(features) < 2:
             raise ValueError(f"features needs at least two levels; got {features}.")
@@ -248,21 +156,11 @@ class UNet(nn.Module):
             size = size * 2 - 4
         return size if size > 0 else None
 
-    def valid_sizes(self, start: int = 1, stop: int = 1024) -> list[int]:
-        """Every input length in ``[start, stop)`` that the network can take."""
-        return [s for s in range(start, stop) if self.output_size(s) is not None]
-
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise a clear ``ValueError`` if ``x`` has the wrong dimensions, channels or size."""
-        check_input(x, model_name=type(self).__name__, spatial_dims=self.spatial_dims, in_channels=self.in_channels)
+    def size_rule(self) -> str:
         if self.padding == "same":
-            rule = f"With padding='same' and depth {self.depth} every axis needs at least 2**{self.depth} = {2**self.depth} voxels."
-        else:
-            rule = (f"With padding='valid' and depth {self.depth} every conv trims the map and every pooling "
-                    "needs an even size (model.valid_sizes() lists them).")
-        is_valid = lambda s: self.output_size(s) is not None  # noqa: E731
-        check_spatial_size(x.shape[2:], model_name=type(self).__name__, is_valid=is_valid,
-                           nearest=lambda s: nearest_matching(s, is_valid), rule=rule)
+            return f"With padding='same' and depth {self.depth} every axis needs at least 2**{self.depth} = {2**self.depth} voxels."
+        return (f"With padding='valid' and depth {self.depth} every conv trims the map and every pooling "
+                "needs an even size (model.valid_sizes() lists them).")
 
     # ----- forward -----------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
@@ -291,21 +189,34 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)["logits"]
 
-    # ----- receptive field ---------------------------------------------------------------
-    def deepest_path(self) -> list[nn.Module]:
-        """The spatial layers along the longest input-to-output path, in order.
+    # ----- the layers, stage by stage ------------------------------------------------------
+    def stage_modules(self) -> "OrderedDict[str, list[nn.Module]]":
+        """The modules of each stage, keyed as in :meth:`forward_features` (see ``SegmentationModel``)."""
+        stages: OrderedDict[str, list[nn.Module]] = OrderedDict(enc0=[self.inc])
+        for level, down in enumerate(self.downs, start=1):
+            stages["bottleneck" if level == self.depth else f"enc{level}"] = [down]
+        for level, up in zip(reversed(range(self.depth)), self.ups):
+            stages[f"dec{level}"] = [up]  # its upsampling, then its DoubleConv
+        stages["logits"] = [self.head]
+        return stages
 
-        Every shorter path (through a skip) sees a subset of the input that this path sees,
-        so this list determines the receptive field (see ``unet_lessons.viz.receptive_field``).
-        """
-        layers: list[nn.Module] = [m for m in self.inc.modules() if isinstance(m, nn.modules.conv._ConvNd)]
-        for down in self.downs:
-            layers += [m for m in down.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd))]
-        for up in self.ups:
-            layers.append(up.up)
-            layers += [m for m in up.conv.modules() if isinstance(m, nn.modules.conv._ConvNd)]
-        layers.append(self.head)
-        return layers
+    @torch.no_grad()
+    def skip_pairs(self, x: torch.Tensor) -> "OrderedDict[str, tuple[torch.Tensor, torch.Tensor]]":
+        """At each ``Up`` (level ``i``, top = 0): the encoder skip and the upsampled decoder map."""
+        found: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def record(module: Up, inputs: tuple, _output: torch.Tensor) -> None:
+            below, skip = inputs
+            found.append((skip, module.up(below)))
+
+        handles = [up.register_forward_hook(record) for up in self.ups]
+        try:
+            self(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        # self.ups runs deepest first; list the top level first.
+        return OrderedDict((f"level {level}", found[self.depth - 1 - level]) for level in range(self.depth))
 
 
 #: The papers' configurations, as ``UNet`` arguments (``UNet.preset(name)``).

@@ -21,18 +21,19 @@ from __future__ import annotations
 import copy
 import re
 from collections import OrderedDict
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 
 from ..blocks import DoubleConv, conv_transpose_type, conv_type, max_pool_type
-from .base import check_input, check_spatial_size, nearest_matching
+from ..losses.deep_supervision import DeepSupervisionLoss, deep_supervision_loss  # their home; kept here for lesson 05
+from .base import SegmentationModel
 
 __all__ = ["UNetPlusPlus", "DeepSupervisionLoss", "deep_supervision_loss", "load_monai_weights"]
 
 
-class UNetPlusPlus(nn.Module):
+class UNetPlusPlus(SegmentationModel):
     """UNet++ (Zhou et al. 2018) for 2D images or 3D volumes; returns logits.
 
     Args:
@@ -40,6 +41,9 @@ class UNetPlusPlus(nn.Module):
         out_channels: classes (1 with a sigmoid in the paper's binary tasks).
         spatial_dims: 2 or 3.
         features: channels of the levels ``X^{0,.}`` … ``X^{L,.}`` (paper: 32, 64, 128, 256, 512).
+            Defaults to ``width * 2**i`` for ``i = 0 … depth``.
+        width: channels of the top level when ``features`` is not given (32 in the paper).
+        depth: ``L``, the number of poolings, when ``features`` is not given (4 in the paper).
         deep_supervision: a 1x1 head on every ``X^{0,j}``; otherwise only on ``X^{0,L}``.
         norm: normalisation name (``None`` in the paper's configuration).
         act: activation name.
@@ -50,15 +54,21 @@ class UNetPlusPlus(nn.Module):
         training mode, and in eval mode the deepest head's (or the one chosen by ``head``).
     """
 
+    feature_scheme = "nested"
+    example_arguments = ({"depth": 3}, {"depth": 2, "deep_supervision": True})
+
     def __init__(self, in_channels: int = 1, out_channels: int = 1, *, spatial_dims: int = 2,
-                 features: Sequence[int] = (32, 64, 128, 256, 512), deep_supervision: bool = False,
-                 norm: Optional[str] = None, act: Optional[str] = "relu") -> None:
+                 features: Optional[Sequence[int]] = None, width: int = 32, depth: int = 4,
+                 deep_supervision: bool = False, norm: Optional[str] = None, act: Optional[str] = "relu") -> None:
         super().__init__()
+        if features is None:
+            features = [width * 2**level for level in range(depth + 1)]
         features = tuple(int(f) for f in features)
         if len(features) < 2:
             raise ValueError(f"features needs at least two levels; got {features}.")
         self.in_channels, self.out_channels, self.spatial_dims = in_channels, out_channels, spatial_dims
         self.features, self.depth, self.deep_supervision = features, len(features) - 1, deep_supervision
+        self.padding = "same"  # padded convolutions
         unit = dict(spatial_dims=spatial_dims, norm=norm, act=act)
         self.pool = max_pool_type(spatial_dims)(kernel_size=2, stride=2)
         self.nodes = nn.ModuleDict()
@@ -82,14 +92,25 @@ class UNetPlusPlus(nn.Module):
                 grid[f"x_{i}_{j}"] = [f"x_{i}_{k}" for k in range(j)] + [f"x_{i + 1}_{j - 1}"]
         return grid
 
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise a clear ``ValueError`` for wrong dimensions, channels or sizes (as ``UNet`` does)."""
-        check_input(x, model_name=type(self).__name__, spatial_dims=self.spatial_dims, in_channels=self.in_channels)
+    def output_size(self, size: int) -> Optional[int]:
+        """Output length of an axis of length ``size`` (kept), or ``None`` if not a multiple of ``2**depth``."""
         multiple = 2**self.depth
-        is_valid = lambda s: s >= multiple and s % multiple == 0  # noqa: E731
-        check_spatial_size(x.shape[2:], model_name=type(self).__name__, is_valid=is_valid,
-                           nearest=lambda s: nearest_matching(s, is_valid),
-                           rule=f"With depth {self.depth} every axis must be a multiple of 2**{self.depth} = {multiple}.")
+        return size if size >= multiple and size % multiple == 0 else None
+
+    def size_rule(self) -> str:
+        return f"With depth {self.depth} every axis must be a multiple of 2**{self.depth} = {2**self.depth}."
+
+    @torch.no_grad()
+    def skip_pairs(self, x: torch.Tensor) -> "OrderedDict[str, tuple[torch.Tensor, torch.Tensor]]":
+        """At each decoder node ``X^{i,L-i}`` (the nodes a U-Net of the same depth also has): the
+        nearest same-row node ``X^{i,L-i-1}``, which is what the dense skip pathway delivers after
+        its convolutions, and ``Up(X^{i+1,L-i-1})``."""
+        feats = self.forward_features(x)
+        pairs: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        for i in range(self.depth):
+            j = self.depth - i
+            pairs[f"level {i}"] = (feats[f"x_{i}_{j - 1}"], self.ups[f"x_{i}_{j}"](feats[f"x_{i + 1}_{j - 1}"]))
+        return pairs
 
     def forward_features(self, x: torch.Tensor, *, depth: Optional[int] = None) -> "OrderedDict[str, torch.Tensor]":
         """Every node's output (``"x_i_j"``) and every head's logits (``"head_j"``).
@@ -165,34 +186,10 @@ class UNetPlusPlus(nn.Module):
         pruned.ups = nn.ModuleDict({k: v for k, v in pruned.ups.items() if keep(k)})
         pruned.heads = nn.ModuleDict({f"head_{depth}": pruned.heads[f"head_{depth}"]})
         pruned.features, pruned.depth, pruned.deep_supervision = self.features[:depth + 1], depth, False
+        # The pruned net is the UNet++ of the first depth + 1 levels: record the arguments that build it.
+        pruned.__dict__["arguments"] = {**self.arguments, "features": pruned.features, "depth": depth,
+                                        "deep_supervision": False}
         return pruned
-
-
-def deep_supervision_loss(outputs: Union[torch.Tensor, Sequence[torch.Tensor]], target: torch.Tensor,
-                          loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """The loss averaged over the heads (Zhou et al. 2018, Section 2); one tensor passes straight through."""
-    if isinstance(outputs, torch.Tensor):
-        return loss_fn(outputs, target)
-    if len(outputs) == 0:
-        raise ValueError("no head outputs to supervise; build the model with deep_supervision=True.")
-    return sum(loss_fn(output, target) for output in outputs) / len(outputs)
-
-
-class DeepSupervisionLoss(nn.Module):
-    """``loss_fn`` averaged over the heads, as a module that ``fit`` can take like any loss.
-
-    Args:
-        loss_fn: the loss of one head, ``loss_fn(logits, target)``; its ``ignore_index``
-            (sparse labels) is passed on.
-    """
-
-    def __init__(self, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-        super().__init__()
-        self.loss_fn = loss_fn
-        self.ignore_index = getattr(loss_fn, "ignore_index", None)
-
-    def forward(self, outputs: Union[torch.Tensor, Sequence[torch.Tensor]], target: torch.Tensor) -> torch.Tensor:
-        return deep_supervision_loss(outputs, target, self.loss_fn)
 
 
 def _monai_key(key: str) -> str:

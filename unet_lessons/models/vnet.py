@@ -37,54 +37,10 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
-from ..blocks import ConvNormAct, conv_transpose_type, conv_type, make_act, make_norm, max_pool_type
-from .base import check_input, check_spatial_size, nearest_matching
+from ..blocks import ConvNormAct, VNetStage, conv_transpose_type, conv_type, make_act, make_norm, max_pool_type
+from .base import SegmentationModel
 
 __all__ = ["VNetStage", "VNetDown", "VNetUp", "VNet", "VNET_PRESETS", "parameter_counts"]
-
-
-class VNetStage(nn.Module):
-    """``num_convs`` padded convolutions with a residual add: ``act(convs(x) + x)``.
-
-    Args:
-        in_channels: input channels. When they differ from ``channels`` (only in the first
-            stage: 1 image channel, 16 feature maps) the residual repeats the input
-            ``channels // in_channels`` times along the channel axis, as the official code does.
-        channels: output channels of every conv.
-        num_convs: convolutions in the stage (1 to 3 in the paper).
-        spatial_dims: 2 or 3.
-        kernel_size: 5 in the paper.
-        norm: normalisation after each conv (``None`` in the paper).
-        act: activation between the convs and after the add.
-        bias: conv bias, see :class:`~unet_lessons.blocks.ConvNormAct`.
-        act_before_add: also put ``act`` on the last conv before the add (MONAI's ``LUConv``
-            does; the Caffe prototxt adds the raw conv output).
-
-    Shape:
-        (B, in_channels, *S) -> (B, channels, *S).
-    """
-
-    def __init__(self, in_channels: int, channels: int, num_convs: int, *, spatial_dims: int = 3,
-                 kernel_size: int = 5, norm: Optional[str] = None, act: Optional[str] = "prelu",
-                 bias: Optional[bool] = True, act_before_add: bool = False) -> None:
-        super().__init__()
-        if num_convs < 1:
-            raise ValueError(f"a V-Net stage needs at least one convolution; got num_convs={num_convs}.")
-        if channels % in_channels:
-            raise ValueError(f"the residual repeats the {in_channels} input channels to {channels}, so {channels} "
-                             f"must be a multiple of {in_channels}; choose base_features as a multiple of in_channels.")
-        self.repeats = channels // in_channels
-        self.convs = nn.Sequential()
-        for index in range(num_convs):
-            last = index == num_convs - 1
-            self.convs.add_module(f"conv{index + 1}", ConvNormAct(
-                in_channels if index == 0 else channels, channels, kernel_size, spatial_dims=spatial_dims,
-                norm=norm, act=None if last and not act_before_add else act, bias=bias))
-        self.act = make_act(act, channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        residual = x if self.repeats == 1 else x.repeat(1, self.repeats, *[1] * (x.ndim - 2))  # (B, C, *S)
-        return self.act(self.convs(x) + residual)  # (B, C, *S)
 
 
 class VNetDown(nn.Sequential):
@@ -147,15 +103,16 @@ class VNetUp(nn.Module):
         return self.stage(torch.cat([up, skip], dim=1))  # (B, 2 C_up, *S)
 
 
-class VNet(nn.Module):
+class VNet(SegmentationModel):
     """V-Net (Milletari et al. 2016) for 3D volumes or 2D images; returns logits.
 
     Args:
-        in_channels: input channels (1 in the paper); ``base_features`` must be a multiple.
+        in_channels: input channels (1 in the paper); ``width`` must be a multiple.
         out_channels: number of classes (2 in the paper: background, prostate).
         spatial_dims: 3 (paper) or 2.
-        base_features: channels of the first stage (16 in the paper; 4 trains fast on a CPU).
-            Stage ``i`` of the encoder has ``base_features * 2**i`` channels.
+        width: channels of the first stage (16 in the paper; 4 trains fast on a CPU).
+            Stage ``i`` of the encoder has ``width * 2**i`` channels. ``base_features`` is its
+            old name and still accepted.
         encoder_depths: convolutions per encoder stage, top to bottom; the last stage is the
             bottleneck. ``len(encoder_depths) - 1`` downsamplings.
         decoder_depths: convolutions per decoder stage, bottom to top (one fewer entry).
@@ -177,7 +134,7 @@ class VNet(nn.Module):
         ``2**(len(encoder_depths) - 1)`` (16 with five stages).
     """
 
-    padding = "same"  # read by unet_lessons.inference: the output keeps the input size
+    argument_aliases = {"base_features": "width"}
 
     def __init__(
         self,
@@ -185,7 +142,7 @@ class VNet(nn.Module):
         out_channels: int = 2,
         *,
         spatial_dims: int = 3,
-        base_features: int = 16,
+        width: int = 16,
         encoder_depths: Sequence[int] = (1, 2, 3, 3, 3),
         decoder_depths: Sequence[int] = (3, 3, 2, 1),
         kernel_size: int = 5,
@@ -207,9 +164,10 @@ class VNet(nn.Module):
         if head not in ("pointwise", "conv_pointwise"):
             raise ValueError(f"head must be 'pointwise' or 'conv_pointwise'; got {head!r}.")
         self.in_channels, self.out_channels, self.spatial_dims = in_channels, out_channels, spatial_dims
+        self.padding = "same"  # padded convolutions: the output keeps the input size
         self.encoder_depths, self.decoder_depths = encoder_depths, decoder_depths
         self.depth = len(encoder_depths) - 1
-        self.features = tuple(base_features * 2**level for level in range(self.depth + 1))
+        self.features = tuple(width * 2**level for level in range(self.depth + 1))
         common = dict(spatial_dims=spatial_dims, norm=norm, act=act)
         stage_kwargs = dict(common, kernel_size=kernel_size, bias=bias, act_before_add=act_before_add)
 
@@ -245,20 +203,9 @@ class VNet(nn.Module):
         """Output length of an axis of length ``size`` (kept), or ``None`` if not a multiple of ``2**depth``."""
         return size if size > 0 and size % 2**self.depth == 0 else None
 
-    def valid_sizes(self, start: int = 1, stop: int = 1024) -> list[int]:
-        """Every input length in ``[start, stop)`` that the network can take."""
-        return [s for s in range(start, stop) if self.output_size(s) is not None]
-
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise a clear ``ValueError`` if ``x`` has the wrong dimensions, channels or size."""
-        name = type(self).__name__
-        check_input(x, model_name=name, spatial_dims=self.spatial_dims, in_channels=self.in_channels)
-        step = 2**self.depth
-        rule = (f"{self.depth} stride-2 downsamplings need every axis to be a multiple of 2**{self.depth} = {step}, "
-                "so that each up-convolution meets its skip at the same size.")
-        is_valid = lambda s: self.output_size(s) is not None  # noqa: E731
-        check_spatial_size(x.shape[2:], model_name=name, is_valid=is_valid,
-                           nearest=lambda s: nearest_matching(s, is_valid), rule=rule)
+    def size_rule(self) -> str:
+        return (f"{self.depth} stride-2 downsamplings need every axis to be a multiple of 2**{self.depth} = "
+                f"{2**self.depth}, so that each up-convolution meets its skip at the same size.")
 
     # ----- forward -----------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
@@ -284,27 +231,34 @@ class VNet(nn.Module):
         """Logits (B, out_channels, *S); apply ``softmax(1)`` for the paper's probabilities."""
         return self.forward_features(x)["logits"]
 
-    # ----- receptive field ---------------------------------------------------------------
-    def stage_paths(self) -> "OrderedDict[str, list[nn.Module]]":
-        """The spatial layers of the longest path, grouped by the stage they end in.
+    # ----- the layers, stage by stage ------------------------------------------------------
+    def stage_modules(self) -> "OrderedDict[str, list[nn.Module]]":
+        """The modules of each stage, keyed as in :meth:`forward_features`.
 
-        Keys as in :meth:`forward_features`. The residual adds and the skips are shorter
-        paths that see a subset of the input, so they add nothing to the receptive field.
+        ``stage_paths()`` (inherited) lists their spatial layers: the longest path. The
+        residual adds and the skips are shorter paths that see a subset of the input, so they
+        add nothing to the receptive field.
         """
-        spatial = (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd)
-        layers = lambda module: [m for m in module.modules() if isinstance(m, spatial)]  # noqa: E731
-        paths: OrderedDict[str, list[nn.Module]] = OrderedDict(enc0=layers(self.encoder[0].convs))
+        stages: OrderedDict[str, list[nn.Module]] = OrderedDict(enc0=[self.encoder[0]])
         for level in range(1, self.depth + 1):
-            name = "bottleneck" if level == self.depth else f"enc{level}"
-            paths[name] = layers(self.encoder[level].down) + layers(self.encoder[level].stage.convs)
+            stages["bottleneck" if level == self.depth else f"enc{level}"] = [self.encoder[level]]  # down, stage
         for level, up in zip(reversed(range(self.depth)), self.ups):
-            paths[f"dec{level}"] = layers(up.up) + layers(up.stage.convs)
-        paths["logits"] = layers(self.head)
-        return paths
+            stages[f"dec{level}"] = [up]  # up-conv, then the residual stage
+        stages["logits"] = [self.head]
+        return stages
 
-    def deepest_path(self) -> list[nn.Module]:
-        """The spatial layers along the longest input-to-output path, in order."""
-        return [layer for stage in self.stage_paths().values() for layer in stage]
+    @torch.no_grad()
+    def skip_pairs(self, x: torch.Tensor) -> "OrderedDict[str, tuple[torch.Tensor, torch.Tensor]]":
+        """At each ``VNetUp`` (level ``i``, top = 0): the encoder map and the up-convolved map joined to it."""
+        found: list[tuple[torch.Tensor, torch.Tensor]] = []
+        handles = [up.register_forward_hook(lambda module, inputs, _output: found.append((inputs[1], module.up(inputs[0]))))
+                   for up in self.ups]
+        try:
+            self(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return OrderedDict((f"level {level}", found[self.depth - 1 - level]) for level in range(self.depth))
 
 
 #: Named configurations, as ``VNet`` arguments (``VNet.preset(name)``).
@@ -336,7 +290,7 @@ def parameter_counts(in_channels: int = 1, out_channels: int = 2, *, spatial_dim
     with torch.device("meta"):
         for name in VNET_PRESETS:
             model = VNet.preset(name, in_channels=in_channels, out_channels=out_channels,
-                                spatial_dims=spatial_dims, base_features=base_features)
+                                spatial_dims=spatial_dims, width=base_features)
             counts[name] = sum(p.numel() for p in model.parameters())
         monai_model = MonaiVNet(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels)
         counts["monai.VNet"] = sum(p.numel() for p in monai_model.parameters())

@@ -8,9 +8,10 @@ last value of a cell, and :func:`figure_to_png` turns it into PNG bytes for widg
 Modules: ``plots`` (segmentations and their errors, training curves, image grids),
 ``feature_maps`` (intermediate maps of a network), ``diagram`` (the U-Net drawn from the
 model's real shapes), ``fcn_diagram`` (FCN-32s/16s/8s, likewise), ``node_grid`` (the UNet++ grid of nodes), ``receptive_field`` and
-``slice_viewer`` (an ipywidgets viewer for 3D volumes that draws PNG frames without pyplot).
+``architecture`` (the right one of these drawings for any model), ``slice_viewer`` (an ipywidgets viewer for 3D volumes that draws PNG frames without pyplot).
 """
 
+from .architecture import draw_architecture
 from .diagram import draw_unet, meta_copy, unet_diagram_data
 from .fcn_diagram import draw_fcn, fcn_diagram_data
 from .node_grid import draw_node_grid, node_grid_data
@@ -19,6 +20,7 @@ from .plots import error_map, figure_to_png, plot_history, show_images, show_seg
 from .slice_viewer import SliceViewer
 
 __all__ = [
+    "draw_architecture",
     "draw_fcn",
     "draw_node_grid",
     "draw_unet",

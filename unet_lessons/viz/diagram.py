@@ -2,7 +2,9 @@
 
 Ronneberger et al. (2015) explain the network with one figure (Fig. 1): a U of boxes,
 one per multi-channel feature map, labelled with its channels and size, joined by
-coloured arrows. :func:`draw_unet` draws that figure for any configured ``UNet``:
+coloured arrows. :func:`draw_unet` draws that figure for any model whose
+``forward_features`` follows the ``"encoder_decoder"`` key scheme of the model contract
+(``unet_lessons.models.base``), such as the U-Net and the V-Net:
 the shapes come from running ``forward_features`` on the ``"meta"`` device, which
 propagates shapes without computing anything, so the 572×572 paper network takes a few
 milliseconds and the diagram can never disagree with the code. Built in
@@ -27,6 +29,8 @@ import torch.nn as nn
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, Rectangle
+
+from ..models.base import check_feature_keys
 
 __all__ = ["unet_diagram_data", "draw_unet", "meta_copy"]
 
@@ -63,9 +67,9 @@ def meta_copy(model: nn.Module) -> nn.Module:
 
 def _full_shape(model: nn.Module, input_shape: Sequence[int]) -> tuple[int, ...]:
     shape = tuple(int(s) for s in input_shape)
-    spatial_dims = getattr(model, "spatial_dims", len(shape) - 2)
+    spatial_dims = model.spatial_dims
     if len(shape) == spatial_dims:
-        shape = (1, getattr(model, "in_channels", 1)) + shape
+        shape = (1, model.in_channels) + shape
     elif len(shape) == spatial_dims + 1:
         shape = (1,) + shape
     if len(shape) != spatial_dims + 2:
@@ -98,6 +102,9 @@ def unet_diagram_data(model: nn.Module, input_shape: Sequence[int]) -> list[dict
         parts of the concatenation) and ``up_spatial`` (the upsampled map before it is
         padded or the skip is cropped to match).
     """
+    if model.feature_scheme != "encoder_decoder":
+        raise ValueError(f"draw_unet draws models with feature_scheme 'encoder_decoder'; {type(model).__name__} "
+                         f"declares {model.feature_scheme!r}. viz.draw_architecture picks the right drawing.")
     shape = _full_shape(model, input_shape)
     meta = meta_copy(model).eval()
     resampled: list[tuple[str, tuple[int, ...]]] = []
@@ -110,11 +117,12 @@ def unet_diagram_data(model: nn.Module, input_shape: Sequence[int]) -> list[dict
             module.register_forward_hook(record)
     with torch.no_grad():
         features = meta.forward_features(torch.empty(shape, device="meta"))
+    check_feature_keys(model, list(features))
     pooled = [s for kind, s in resampled if kind == "pool"]
     upsampled = [s for kind, s in resampled if kind == "up"]
 
     depth = sum(1 for name in features if re.fullmatch(r"enc\d+", name))
-    padding = getattr(model, "padding", "same")
+    padding = model.padding
     stages: list[dict] = []
     by_name: dict[str, dict] = {}
     previous: Optional[dict] = None
@@ -168,28 +176,42 @@ def _width(channels: int) -> float:
     return 0.05 + 0.035 * math.log2(max(channels, 1))
 
 
+def _layer_text(layer: Optional[nn.Module], cube) -> str:
+    """How one resampling layer reads in the legend: "max-pool 2×2", "up-conv 2×2", "bilinear ×2", ..."""
+    if isinstance(layer, nn.modules.pooling._MaxPoolNd):
+        return f"max-pool {cube(_first(layer.kernel_size))}"
+    if isinstance(layer, nn.modules.pooling._AvgPoolNd):
+        return f"avg-pool {cube(_first(layer.kernel_size))}"
+    if isinstance(layer, nn.modules.conv._ConvTransposeNd):
+        return f"up-conv {cube(_first(layer.kernel_size))}"
+    if isinstance(layer, nn.modules.conv._ConvNd):
+        return f"down-conv {cube(_first(layer.kernel_size))}, stride {_first(layer.stride)}"
+    if isinstance(layer, nn.Upsample):
+        return {"nearest": "nearest ×2", "linear": "linear ×2", "bilinear": "bilinear ×2"}.get(layer.mode, f"{layer.mode} ×2")
+    return "?"
+
+
+def _first(value) -> int:
+    return int(value[0]) if isinstance(value, (tuple, list)) else int(value)
+
+
 def _describe(model: nn.Module, spatial_dims: int) -> dict[str, str]:
-    """Legend texts read from the model's modules (kernel sizes, norm, activation)."""
+    """Legend texts read from the layers of the model's stages (``model.stage_modules()``, the model contract)."""
     cube = lambda k: "×".join([str(k)] * spatial_dims)  # noqa: E731
-    stage = getattr(model, "inc", model)
-    convs = [m for m in stage.modules() if isinstance(m, nn.modules.conv._ConvNd)]
-    kernel = convs[0].kernel_size[0] if convs else 3
-    parts = [f"{len(convs) if convs else 2}× conv {cube(kernel)}"]
-    if getattr(model, "padding", None) == "valid":
+    stages, paths = model.stage_modules(), model.stage_paths()
+    first = [m for module in stages["enc0"] for m in module.modules()]
+    convs = [m for m in paths["enc0"] if isinstance(m, nn.modules.conv._ConvNd)]
+    parts = [f"{len(convs)}× conv {cube(_first(convs[0].kernel_size))}" if convs else "stage"]
+    if model.padding == "valid":
         parts[0] += " (unpadded)"
-    norms = sorted({re.sub(r"\d+d$", "", type(m).__name__) for m in stage.modules() if isinstance(m, _NORMS)})
-    acts = sorted({type(m).__name__ for m in stage.modules()
-                   if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU))})
-    conv = ", ".join(parts + norms + acts)
-    pools = [m for m in model.modules() if isinstance(m, _POOLS)]
-    pool_kernel = pools[0].kernel_size if pools else 2
-    pool_kernel = pool_kernel if isinstance(pool_kernel, int) else pool_kernel[0]
-    pool = f"{'max' if not pools or isinstance(pools[0], nn.modules.pooling._MaxPoolNd) else 'avg'}-pool {cube(pool_kernel)}"
-    if getattr(model, "upsample_mode", "transpose") == "transpose":
-        up = f"up-conv {cube(2)}"
-    else:
-        up = {1: "linear ×2", 2: "bilinear ×2", 3: "trilinear ×2"}[spatial_dims]
-    return {"conv": conv, "pool": pool, "up": up, "head": f"conv {cube(1)}"}
+    norms = sorted({re.sub(r"\d+d$", "", type(m).__name__) for m in first if isinstance(m, _NORMS)})
+    acts = sorted({type(m).__name__ for m in first if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU))})
+    below = "bottleneck" if model.depth == 1 else "enc1"
+    down = paths[below][0] if paths[below] else None
+    up = paths[f"dec{model.depth - 1}"][0] if paths[f"dec{model.depth - 1}"] else None
+    head = " + ".join(f"conv {cube(_first(m.kernel_size))}" for m in paths["logits"]) or "conv"
+    return {"conv": ", ".join(parts + norms + acts), "pool": _layer_text(down, cube), "up": _layer_text(up, cube),
+            "head": head}
 
 
 def _arrow(ax, start, end, colour, lw=1.6) -> None:
@@ -222,8 +244,9 @@ def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[s
     """Draw the U-Net of ``model`` for ``input_shape`` in the style of the paper's Fig. 1.
 
     Args:
-        model: a U-Net (see :func:`unet_diagram_data`); its ``padding`` and
-            ``upsample_mode`` choose the arrow labels.
+        model: a model whose ``feature_scheme`` is ``"encoder_decoder"`` (see
+            :func:`unet_diagram_data`); its ``padding`` and the layers of its
+            ``stage_modules()`` choose the arrow labels.
         input_shape: ``(B, C, *S)`` or the spatial size ``S``.
         title: figure title; default e.g. ``"UNet, depth 4, padding='valid', input 572×572"``.
 
@@ -361,7 +384,7 @@ def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[s
     fig.legend(handles=handles, loc="outside lower center", ncol=columns, fontsize=8,
                frameon=False)
     if title is None:
-        title = (f"{type(model).__name__}, depth {depth}, padding={getattr(model, 'padding', 'same')!r}, "
+        title = (f"{type(model).__name__}, depth {depth}, padding={model.padding!r}, "
                  f"input {'×'.join(str(s) for s in shape[2:])}")
     fig.suptitle(title, fontsize=11)
     return fig

@@ -58,8 +58,8 @@ def fcn_diagram_data(model: nn.Module, input_shape: Sequence[int]) -> dict[str, 
     """The shape of every named map of ``model`` for one input, computed on the meta device.
 
     Args:
-        model: an :class:`~unet_lessons.models.fcn.FCN` or ``FCN32sSeed`` (anything with
-            ``forward_features`` returning named maps).
+        model: a model whose ``forward_features`` follows the ``"fcn"`` key scheme of the
+            model contract (e.g. ``FCN``), or the seed decoder ``FCN32sSeed``.
         input_shape: ``(B, C, H, W)``, or just ``(H, W)``.
 
     Returns:
@@ -84,16 +84,18 @@ def _height(spatial: Sequence[int]) -> float:
 
 
 def _legend_texts(model: nn.Module) -> dict[str, str]:
-    def norms(module: Optional[nn.Module]) -> str:
-        names = sorted({re.sub(r"\d+d$", "", type(m).__name__) for m in (module.modules() if module else [])
-                        if isinstance(m, nn.modules.batchnorm._BatchNorm)})
-        return "".join(f", {n}" for n in names)
+    """Legend texts read from the layers of the model's stages (``model.stage_modules()``)."""
+    stages = model.stage_modules()
 
-    encoder = getattr(model, "encoder", getattr(model, "pretrained_net", model))
-    upscore2 = getattr(model, "upscore2", None)
-    learned = upscore2 is not None and upscore2.weight.requires_grad
-    return {"stage": f"VGG stage: 2–3× (conv 3×3{norms(encoder)}, ReLU), max-pool 2×2",
-            "fc": f"fc6 conv 7×7, fc7 conv 1×1{norms(getattr(model, 'fc6', None))}, ReLU",
+    def norms(*names: str) -> str:
+        modules = [m for name in names for module in stages.get(name, []) for m in module.modules()]
+        found = sorted({re.sub(r"\d+d$", "", type(m).__name__) for m in modules
+                        if isinstance(m, nn.modules.batchnorm._BatchNorm)})
+        return "".join(f", {n}" for n in found)
+
+    learned = any(p.requires_grad for module in stages.get("upscore2", []) for p in module.parameters())
+    return {"stage": f"VGG stage: 2–3× (conv 3×3{norms(*(f'x{i}' for i in range(1, 6)))}, ReLU), max-pool 2×2",
+            "fc": f"fc6 conv 7×7, fc7 conv 1×1{norms('fc6', 'fc7')}, ReLU",
             "score": "conv 1×1 to class scores",
             "up": f"×2 up-conv 4×4, bilinear init, {'learned' if learned else 'fixed'}"}
 
@@ -112,7 +114,7 @@ def draw_fcn(model: nn.Module, input_shape: Sequence[int], *, title: Optional[st
     """
     data = fcn_diagram_data(model, input_shape)
     seed = "deconv1" in data
-    variant = getattr(model, "variant", None)
+    variant = "8s" if "fuse_pool3" in data else "16s" if "fuse_pool4" in data else "32s"
     texts = _legend_texts(model)
 
     boxes: dict[str, _Box] = {}

@@ -23,15 +23,16 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 
 
 def _as_input(model: nn.Module, x: ArrayLike) -> torch.Tensor:
-    """NumPy or tensor -> float tensor on the model's device, with batch/channel axes added if missing."""
+    """NumPy or tensor -> a tensor with the model's device and dtype, with batch/channel axes added if missing."""
     tensor = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
     spatial_dims = getattr(model, "spatial_dims", None)
     if spatial_dims is not None:
         while tensor.dim() < spatial_dims + 2:
             tensor = tensor.unsqueeze(0)  # (H, W) -> (1, H, W) -> (1, 1, H, W)
     parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    return tensor.to(device=device, dtype=torch.float32)
+    if parameter is None:
+        return tensor.to(dtype=torch.float32)
+    return tensor.to(device=parameter.device, dtype=parameter.dtype)
 
 
 def feature_maps(model: nn.Module, x: ArrayLike, *, layers: Optional[Sequence[str]] = None

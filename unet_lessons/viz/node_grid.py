@@ -21,6 +21,7 @@ import torch.nn as nn
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch
 
+from ..models.base import check_feature_keys
 from .diagram import meta_copy
 
 __all__ = ["node_grid_data", "draw_node_grid"]
@@ -42,16 +43,25 @@ def node_grid_data(model: nn.Module, input_shape: Sequence[int]) -> list[dict]:
     """One record per node: ``name``, ``i``, ``j``, ``inputs`` (names), ``channels``, ``spatial``.
 
     Args:
-        model: a :class:`~unet_lessons.models.UNetPlusPlus`.
+        model: a model with the ``"nested"`` feature scheme, e.g. :class:`~unet_lessons.models.UNetPlusPlus`.
         input_shape: ``(B, C, *S)`` or the spatial size ``S``.
     """
-    if not hasattr(model, "node_grid"):
-        raise TypeError(f"draw_node_grid needs a UNetPlusPlus (with node_grid()); got {type(model).__name__}. "
-                        "For a U-Net use draw_unet.")
+    return _records(model, _meta_features(model, input_shape))
+
+
+def _meta_features(model: nn.Module, input_shape: Sequence[int]) -> dict:
+    if getattr(model, "feature_scheme", None) != "nested":
+        raise TypeError(f"draw_node_grid draws models whose feature_scheme is 'nested' (with node_grid()), such as "
+                        f"UNet++; got {type(model).__name__}. For a U-Net use draw_unet.")
     shape = tuple(input_shape)
     if len(shape) == model.spatial_dims:
         shape = (1, model.in_channels, *shape)
     feats = meta_copy(model).forward_features(torch.empty(shape, device="meta"))
+    check_feature_keys(model, list(feats))
+    return feats
+
+
+def _records(model: nn.Module, feats: dict) -> list[dict]:
     records = []
     for name, inputs in model.node_grid().items():
         i, j = _indices(name)
@@ -65,7 +75,7 @@ def draw_node_grid(model: nn.Module, input_shape: Sequence[int], *, pruned: Opti
     """Draw the UNet++ grid of ``model`` for ``input_shape``, as in the paper's Fig. 1a.
 
     Args:
-        model: a :class:`~unet_lessons.models.UNetPlusPlus`.
+        model: a model with the ``"nested"`` feature scheme, e.g. :class:`~unet_lessons.models.UNetPlusPlus`.
         input_shape: ``(B, C, *S)`` or the spatial size ``S``.
         pruned: fade every node that the network pruned to this depth does not compute
             (``i + j > pruned``), as in the paper's Fig. 1c.
@@ -75,7 +85,8 @@ def draw_node_grid(model: nn.Module, input_shape: Sequence[int], *, pruned: Opti
     red = down (max-pool, then the node's two convolutions), grey = up (transposed
     convolution), blue dashed = dense skip connections along a row.
     """
-    records = node_grid_data(model, input_shape)
+    feats = _meta_features(model, input_shape)
+    records = _records(model, feats)
     depth = model.depth
     if pruned is not None and not 1 <= pruned <= depth:
         raise ValueError(f"pruned must be between 1 and the model's depth {depth}; got {pruned}.")
@@ -113,7 +124,7 @@ def draw_node_grid(model: nn.Module, input_shape: Sequence[int], *, pruned: Opti
         size = "×".join(str(s) for s in r["spatial"])
         ax.text(x, y - radius - 0.12, f"{r['channels']}, {size}", ha="center", va="top", fontsize=6,
                 color="#555555", alpha=alpha)
-    for name in getattr(model, "heads", {}):
+    for name in (key for key in feats if key.startswith("head_")):
         j = int(name.split("_")[1])
         x, y = position[f"x_0_{j}"]
         alpha = 1.0 if pruned is None or j <= pruned else PRUNED_ALPHA

@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from ..blocks import avg_pool_type
+from ..models.base import unpack_output
 
 __all__ = [
     "LayerSpec",
@@ -265,7 +266,7 @@ def gradient_receptive_field(model: nn.Module, input_shape: Sequence[int], posit
                 buffer.fill_(1.0)
     channels = in_channels if in_channels is not None else model.in_channels
     x = torch.ones((1, channels, *input_shape), dtype=torch.float64, requires_grad=True)
-    out = probe(x)
+    out = unpack_output(probe(x)).logits
     out[(0, slice(None), *position)].sum().backward()
     mask = (x.grad[0] != 0).any(dim=0).numpy()
     if not mask.any():
