@@ -4,6 +4,7 @@ import io
 import nbformat
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from unet_lessons.viz import SliceViewer
@@ -121,3 +122,50 @@ def test_the_frame_keeps_its_size_instead_of_stretching_to_the_notebook():
     layout = viewer.widget.children[-2].layout
     assert viewer.widget.children[-2] is viewer.image_widget
     assert layout.align_self == "flex-start" and layout.max_width == "100%"
+
+
+# ----- region maps (BraTS' nested regions) ----------------------------------------------------
+
+def _brats_case():
+    from unet_lessons.data import make_brats_volume
+    from unet_lessons.targets import labels_to_regions
+
+    image, label = make_brats_volume(24, seed=2)
+    regions = labels_to_regions(torch.from_numpy(label)[None])[0].numpy().astype(bool)  # (3, D, H, W)
+    return image, label, regions
+
+
+def test_region_maps_are_drawn_as_nested_outlines():
+    image, label, regions = _brats_case()
+    index = int(np.argmax(regions[2].sum((1, 2))))  # the axial slice with the most enhancing tumour
+    viewer = SliceViewer(image, label=regions, region_names=["whole tumour", "tumour core", "enhancing tumour"],
+                         display_size=24)
+    frame = viewer.render(index=index, overlay="outline", opacity=1.0).astype(int)
+    for r in range(3):  # every region's own outline colour appears, inside the slice's region
+        colour = CLASS_COLOURS[r].astype(int)
+        drawn = (frame == colour).all(-1)
+        assert drawn.any(), r
+        assert regions[r, index][drawn].all()
+    assert "whole tumour" in viewer.readout(index=index) and "enhancing tumour" in viewer.readout(index=index)
+
+
+def test_region_error_map_marks_a_missed_region():
+    image, _, regions = _brats_case()
+    missed = regions.copy()
+    missed[2] = False  # the enhancing tumour not found
+    missed[1] &= regions[1] & ~regions[2]  # the core without it
+    viewer = SliceViewer(image, label=regions, predictions={"net": missed}, region_names=["WT", "TC", "ET"],
+                         display_size=24)
+    index = int(np.argmax(regions[2].sum((1, 2))))
+    frame = viewer.render(index=index, error_map=True, opacity=1.0)
+    right = frame[:, frame.shape[1] // 2 + 3:]  # the prediction panel
+    assert (right == ERROR_COLOURS["false negative"].astype(np.uint8)).all(-1).any()
+    assert not (right == ERROR_COLOURS["false positive"].astype(np.uint8)).all(-1).any()
+
+
+def test_region_maps_need_region_names_and_binary_values():
+    image, _, regions = _brats_case()
+    with pytest.raises(ValueError, match="region_names"):
+        SliceViewer(image, label=regions)
+    with pytest.raises(ValueError, match="binary regions"):
+        SliceViewer(image, label=regions * 0.5, region_names=["a", "b", "c"])

@@ -53,6 +53,10 @@ class SliceViewer:
         prediction: optional (D, H, W) class map, shown as "prediction".
         predictions: optional ``{name: (D, H, W) class map}`` to compare side by side.
         class_names: names of the classes, for the readout.
+        region_names: give these instead of class maps to view region maps: then ``label`` and
+            every prediction are (R, D, H, W) binary, one channel per (possibly overlapping)
+            region, e.g. BraTS' nested whole tumour, tumour core and enhancing tumour, and each
+            region is drawn as its own outline (nested regions give nested outlines).
         channel_names: names of the channels (e.g. MRI modalities).
         spacing: voxel size along (D, H, W); slices are stretched to the right aspect.
         title: shown above the controls.
@@ -65,7 +69,8 @@ class SliceViewer:
     def __init__(self, image: ArrayLike, label: Optional[ArrayLike] = None, prediction: Optional[ArrayLike] = None,
                  *, predictions: Optional[Mapping[str, ArrayLike]] = None, class_names: Optional[Sequence[str]] = None,
                  channel_names: Optional[Sequence[str]] = None, spacing: Sequence[float] = (1.0, 1.0, 1.0),
-                 title: Optional[str] = None, display_size: int = 256) -> None:
+                 title: Optional[str] = None, display_size: int = 256,
+                 region_names: Optional[Sequence[str]] = None) -> None:
         volume = _as_numpy(image).astype(np.float32)
         if volume.ndim == 3:
             volume = volume[None]
@@ -73,6 +78,7 @@ class SliceViewer:
             raise ValueError(f"image must be a (D, H, W) or (C, D, H, W) volume; got shape {volume.shape}. "
                              "For a 2D image use show_segmentation; for a batch, pick one volume, e.g. image[0].")
         self.image, self.shape = volume, volume.shape[1:]
+        self.region_names = list(region_names) if region_names is not None else None
         self.label = None if label is None else self._class_map(label, "label")
         maps = dict(predictions or {})
         if prediction is not None:
@@ -92,17 +98,40 @@ class SliceViewer:
         self._widget: Optional[widgets.Widget] = None
 
     def _class_map(self, array: ArrayLike, name: str) -> np.ndarray:
+        """A class map (D, H, W) int64, or with ``region_names`` a region map (R, D, H, W) bool."""
         values = _as_numpy(array)
+        if self.region_names is not None:
+            expected = (len(self.region_names), *self.shape)
+            if values.shape != expected:
+                raise ValueError(f"{name} has shape {values.shape}; with region_names the viewer expects one binary "
+                                 f"channel per region, {expected}.")
+            if values.dtype != bool and not np.isin(values, (0, 1)).all():
+                raise ValueError(f"{name} must be binary regions; threshold probabilities first (e.g. logits > 0).")
+            return values.astype(bool)
         if values.ndim == 4 and values.shape[0] == 1:
             values = values[0]
         if values.shape != tuple(self.shape):
+            hint = (" For region maps (R, D, H, W) pass region_names=[...]." if values.ndim == 4 else "")
             raise ValueError(f"{name} has shape {values.shape}, but the image volume is {tuple(self.shape)}; "
-                             "pass a class map (D, H, W) of the same size (argmax the logits over channels first).")
+                             "pass a class map (D, H, W) of the same size (argmax the logits over channels first)."
+                             + hint)
         if np.issubdtype(values.dtype, np.floating) and not np.array_equal(values, np.round(values)):
             raise ValueError(f"{name} holds fractional values; pass integer class indices (e.g. logits.argmax(0)).")
         if values.min() < 0:
             raise ValueError(f"{name} holds negative values; pass class indices 0..K-1 (map unlabelled voxels to 0).")
         return values.astype(np.int64)
+
+    def _masks(self, volume: np.ndarray, index: int, axis: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(mask, colour) per class present in the slice (class maps) or per region (region maps)."""
+        if self.region_names is not None:
+            cut = np.take(volume, index, axis=axis + 1)  # (R, h, w)
+            return [(cut[r], CLASS_COLOURS[r % len(CLASS_COLOURS)]) for r in range(len(cut))]
+        classes = np.take(volume, index, axis=axis)
+        return [(classes == c, CLASS_COLOURS[(c - 1) % len(CLASS_COLOURS)]) for c in np.unique(classes) if c > 0]
+
+    @staticmethod
+    def _foreground(volume: np.ndarray, index: int, axis: int, regions: bool) -> np.ndarray:
+        return np.take(volume, index, axis=axis + 1) if regions else np.take(volume, index, axis=axis)
 
     # ----- rendering ----------------------------------------------------------------------
     def _panels(self) -> list[tuple[str, Optional[np.ndarray]]]:
@@ -146,19 +175,23 @@ class SliceViewer:
         low, high = self.windows[channel]
         grey = np.clip((np.take(self.image[channel], index, axis=a) - low) / max(high - low, 1e-6), 0, 1)
         grey = np.repeat(enlarge(grey)[..., None] * 255.0, 3, axis=2)  # (h, w, 3)
-        label_slice = None if self.label is None else enlarge(np.take(self.label, index, axis=a))
+        regions = self.region_names is not None
+        label_slice = None if self.label is None else self._foreground(self.label, index, a, regions)
         frames = []
         for name, volume in self._panels():
             frame = grey.copy()
             if volume is not None and overlay != "none":
-                classes = enlarge(np.take(volume, index, axis=a))
                 if error_map and label_slice is not None and name != "label":
-                    masks = {"false positive": (classes > 0) & (classes != label_slice),
-                             "false negative": (label_slice > 0) & (classes == 0)}
-                    colours = [(mask, ERROR_COLOURS[kind]) for kind, mask in masks.items()]
+                    found = self._foreground(volume, index, a, regions)
+                    if regions:  # a voxel is wrong when any region is: predicted and absent, or present and missed
+                        masks = {"false positive": (found & ~label_slice).any(0),
+                                 "false negative": (label_slice & ~found).any(0)}
+                    else:
+                        masks = {"false positive": (found > 0) & (found != label_slice),
+                                 "false negative": (label_slice > 0) & (found == 0)}
+                    colours = [(enlarge(mask), ERROR_COLOURS[kind]) for kind, mask in masks.items()]
                 else:
-                    colours = [(classes == c, CLASS_COLOURS[(c - 1) % len(CLASS_COLOURS)])
-                               for c in np.unique(classes) if c > 0]
+                    colours = [(enlarge(mask), colour) for mask, colour in self._masks(volume, index, a)]
                 for mask, colour in colours:
                     if overlay == "outline":  # two pixels wide, so that it shows at any zoom
                         mask = mask & ~self._interior(self._interior(mask))
@@ -188,9 +221,13 @@ class SliceViewer:
         for name, volume in self._panels():
             if volume is None:
                 continue
-            counts = np.bincount(np.take(volume, index, axis=a).ravel())
-            names = self.class_names or [f"class {c}" for c in range(len(counts))]
-            held = [f"{names[c] if c < len(names) else c} {n}" for c, n in enumerate(counts) if c > 0 and n > 0]
+            if self.region_names is not None:
+                counts = np.take(volume, index, axis=a + 1).reshape(len(volume), -1).sum(1)
+                held = [f"{region} {n}" for region, n in zip(self.region_names, counts) if n > 0]
+            else:
+                counts = np.bincount(np.take(volume, index, axis=a).ravel())
+                names = self.class_names or [f"class {c}" for c in range(len(counts))]
+                held = [f"{names[c] if c < len(names) else c} {n}" for c, n in enumerate(counts) if c > 0 and n > 0]
             parts.append(f"{name}: " + (", ".join(held) + " vx" if held else "background only"))
         return " · ".join(parts)
 
