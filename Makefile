@@ -34,7 +34,7 @@ BROWSER_PACKAGES := chromium fonts-dejavu-core
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=600 -p no:cacheprovider
 
-.PHONY: setup data lab test test-unit test-notebooks browser-setup test-browser bench clean
+.PHONY: setup data lab test test-unit test-notebooks browser-setup test-browser bench claims clean
 # In order, also under make -j: the browser tests read what the notebook tests store.
 .NOTPARALLEL:
 
@@ -108,9 +108,17 @@ test-browser: browser-setup data
 		UNET_LESSONS_EXPECT_SAVED_RUNS=$(if $(filter test,$(MAKECMDGOALS)),1,0) \
 		$(BIN)/python -m pytest tests/browser -p no:cacheprovider -v --durations=0
 
-# Speed figures that do not belong in timed tests.
+# Speed figures that do not belong in timed tests, and the stored benchmark tables of the
+# lessons (notebooks/results/): every arm and seed a lesson cannot train live. Same CPU
+# settings as the notebook tests. One lesson: make bench LESSONS=04.
+LESSONS ?= 04
 bench: setup
 	$(TEST_ENV) $(BIN)/python tests/benchmarks/bench_volumes.py
+	for lesson in $(LESSONS); do $(TEST_ENV) $(BIN)/python -m unet_lessons.benchmark $$lesson || exit 1; done
+
+# The lessons' claim ledgers, read from the stored notebooks (nothing runs), into the README.
+claims: setup
+	$(BIN)/python -m unet_lessons.claims notebooks --readme README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -137,7 +137,7 @@ def non_finite_message(step: int, loss: torch.Tensor, x: torch.Tensor, y: torch.
     where = f"Training stopped at step {step}: the loss is {loss.item()}."
     bad_inputs = int((~torch.isfinite(x)).sum()) if x.is_floating_point() else 0
     if bad_inputs:
-        return (f"{where} The input batch holds {bad_inputs} NaN or inf values of {x.numel()}: clean or "
+        return (f"{where} The input batch holds NaN or inf in {bad_inputs} of its {x.numel()} values: clean or "
                 "re-normalise the images (a division by a zero standard deviation gives NaN).")
     if any(not bool(torch.isfinite(p).all()) for p in model.parameters()):
         return (f"{where} The weights became NaN or inf in an earlier update: the learning rate "
@@ -354,8 +354,9 @@ def load_checkpoint(path: str | os.PathLike, model: Optional[nn.Module] = None,
         if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
             raise ValueError("it holds no 'state_dict'")
     except Exception as error:  # noqa: BLE001 - every way a file can be unreadable gets the same advice
+        detail = (str(error).split(". ")[0].splitlines() or ["no detail"])[0]  # torch's first sentence
         raise ValueError(f"{path} is not a readable checkpoint of this package ({type(error).__name__}: "
-                         f"{str(error).splitlines()[0] if str(error) else 'no detail'}). The file may be truncated "
+                         f"{detail}). The file may be truncated "
                          "or corrupt, or written by something else: save it again with save_checkpoint.") from None
     holds = (f"{checkpoint.get('model_class') or checkpoint.get('model_name') or 'an unnamed model'}"
              f"({_arguments_text(checkpoint.get('model_kwargs'))})")
