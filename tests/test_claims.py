@@ -52,3 +52,16 @@ def test_gather_reads_stored_notebooks_and_writes_the_readme(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         main([str(tmp_path), "--readme", str(readme)])
+
+
+def test_the_readme_table_is_the_one_the_stored_notebooks_give(tmp_path):
+    from pathlib import Path
+
+    from unet_lessons.claims import write_readme_table
+
+    root = Path(__file__).resolve().parents[1]
+    copy = tmp_path / "README.md"
+    copy.write_text((root / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
+    write_readme_table(gather(root / "notebooks"), copy)
+    assert copy.read_text(encoding="utf-8") == (root / "README.md").read_text(encoding="utf-8"), (
+        "the README's claim table is out of date: run `make claims`")

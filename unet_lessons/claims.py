@@ -38,7 +38,7 @@ __all__ = ["Claim", "ClaimLedger", "MIME_TYPE", "gather", "main"]
 
 MIME_TYPE = "application/vnd.unet-lessons.claims+json"
 README_START, README_END = "<!-- claims:start -->", "<!-- claims:end -->"
-_COLUMNS = ("claim", "source", "cell", "ours", "paper", "interval", "verdict")
+_COLUMNS = ("claim", "source", "cell", "ours", "paper", "interval", "verdict", "note")
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class ClaimLedger:
         agree = sum(np.sign(d) == np.sign(difference.mean) for d in seed_differences)
         note = (f"seeds agree in sign: {agree} of {len(seed_differences)}" if len(seed_differences)
                 else "one live run; no stored seed spread")
-        ours = f"{metric} {names[0]} {np.mean(a):.3f} vs {names[1]} {np.mean(b):.3f}"
+        ours = f"{names[0]} {np.mean(a):.3f} vs {names[1]} {np.mean(b):.3f} ({metric})"
         return self._add(Claim(claim, source, cell, ours, paper, f"A−B {difference}", result, note))
 
     def check(self, claim: str, *, holds: bool, ours: str, source: str, cell: str, paper: str = "",
