@@ -137,3 +137,23 @@ def test_lesson05_head_receptive_fields():
 def test_lesson05_cka_invariances():
     for seed in range(3):
         assert all(lesson05.cka_invariances(seed).values())
+
+
+def test_lesson02_iou_from_dice():
+    assert lesson02.check_dice_iou(torch.tensor([[0, 1, 1], [1, 0, 0]]), torch.tensor([[0, 1, 0], [1, 1, 0]]))
+
+
+def test_lesson05_linear_cka_equals_the_package():
+    from unet_lessons.similarity import linear_cka
+
+    x, y = torch.randn(200, 5, dtype=torch.float64), torch.randn(200, 7, dtype=torch.float64)
+    assert abs(lesson05.linear_cka(x, y) - linear_cka(x, y)) < 1e-9
+
+
+def test_every_question_has_a_written_answer():
+    from unet_lessons.exercises import exercise_names
+
+    for lesson, module in [("lesson01", lesson01), ("lesson02", lesson02), ("lesson03", lesson03),
+                           ("lesson04", lesson04), ("lesson05", lesson05)]:
+        assert sorted(f"{lesson}.{key}" for key in module.ANSWERS) == exercise_names(lesson)
+        assert all(len(answer) > 60 for answer in module.ANSWERS.values())

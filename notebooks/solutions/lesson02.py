@@ -1,52 +1,33 @@
-"""Solutions to the exercises of lesson 02 (the U-Net). Each returns something a test can check."""
+"""Worked solutions and written answers for the exercises of lesson 02 (the U-Net).
+
+The functions a student writes are checked by ``check_exercise("lesson02.<name>", function)``;
+their references live in ``unet_lessons.exercises.lesson02`` and are imported here.
+``ANSWERS`` holds a written answer to every question.
+"""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from unet_lessons.exercises.lesson02 import (iou_from_dice, pixel_weighted_cross_entropy,  # noqa: F401
+                                             textbook_field_depth3, valid_sizes_depth3)
 from unet_lessons.losses import weighted_cross_entropy
 from unet_lessons.metrics import dice_per_class, iou_per_class
 
-
-def valid_sizes_depth3(start: int, stop: int) -> list[int]:
-    """Exercise 1: input sides in [start, stop) that a valid U-Net of depth 3 can take."""
-
-    def works(n: int) -> bool:
-        for _ in range(3):          # contracting path: two convs trim 4, then pool needs an even size
-            n -= 4
-            if n <= 0 or n % 2:
-                return False
-            n //= 2
-        n -= 4                      # bottleneck
-        for _ in range(3):          # expanding path: up x2, two convs trim 4
-            if n <= 0:
-                return False
-            n = 2 * n - 4
-        return n > 0
-
-    return [n for n in range(start, stop) if works(n)]
-
-
-def textbook_field_depth3() -> float:
-    """Exercise 2: r += (k - 1) * j along the longest path of the depth-3 valid U-Net."""
-    r, j = 1.0, 1.0
-    for _level in range(3):
-        r += 2 * j + 2 * j          # two 3x3 convs
-        r += 1 * j                  # 2x2 max-pool, stride 2
-        j *= 2
-    r += 2 * j + 2 * j              # bottleneck convs
-    for _level in range(3):
-        j /= 2                      # 2x2 up-conv, stride 2: each output reads one input
-        r += 2 * j + 2 * j          # two 3x3 convs
-    return r                        # the 1x1 head adds nothing
-
-
-def pixel_weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Eq. 1 of the paper: sum over pixels of w(x) * log p_{l(x)}(x), negated, averaged."""
-    log_probs = F.log_softmax(logits, dim=1)                     # (B, C, H, W)
-    picked = log_probs.gather(1, target[:, None]).squeeze(1)     # (B, H, W)
-    return -(weights * picked).mean()
+ANSWERS = {
+    "valid_sizes": "A size works when, on the way down, n − 4 is positive and even before every pooling, and "
+                   "every size on the way up stays positive; between 100 and 200 that leaves the sides that "
+                   "UNet(..., depth=3, padding='valid').valid_sizes(100, 200) lists, 8 apart.",
+    "textbook_field": "Every level adds more than the one above it because a layer adds (k − 1)·j, and j, the "
+                      "distance in input pixels between neighbouring positions of the map, doubles with every "
+                      "pooling: the same 3×3 convolution spans twice as many input pixels one level down.",
+    "weighted_cross_entropy": "−mean over pixels of w(x)·log p_{l(x)}(x): log_softmax, gather the true class, "
+                              "weight, average. With all weights 1 it is plain cross-entropy. The bonus (training "
+                              "with it) is not measured in the lesson; try it and compare the membrane Dice.",
+    "iou_from_dice": "With I = |A∩B| and S = |A| + |B|: Dice = 2I/S and IoU = I/(S − I). Dividing by S, "
+                     "IoU = (Dice/2)/(1 − Dice/2) = Dice/(2 − Dice). The map is increasing, so the two metrics "
+                     "always rank predictions the same way per class; only the numbers differ.",
+}
 
 
 def check_weighted_cross_entropy(seed: int = 0) -> bool:
@@ -60,7 +41,7 @@ def check_weighted_cross_entropy(seed: int = 0) -> bool:
 
 
 def check_dice_iou(prediction: torch.Tensor, target: torch.Tensor, num_classes: int = 2) -> bool:
-    """Exercise 4: per class, IoU = Dice / (2 - Dice)."""
+    """Exercise 4: per class, IoU = Dice / (2 - Dice), on real predictions."""
     dice = dice_per_class(prediction, target, num_classes)
     iou = iou_per_class(prediction, target, num_classes)
-    return bool(torch.allclose(iou, dice / (2 - dice), atol=1e-9))
+    return bool(torch.allclose(iou, iou_from_dice(dice), atol=1e-9))

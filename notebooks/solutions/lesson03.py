@@ -1,69 +1,35 @@
-"""Solutions to the exercises of lesson 03 (the 3D U-Net). Each returns something a test can check."""
+"""Worked solutions and written answers for the exercises of lesson 03 (the 3D U-Net).
+
+The functions a student writes are checked by ``check_exercise("lesson03.<name>", function)``;
+their references live in ``unet_lessons.exercises.lesson03`` and are imported here.
+``ANSWERS`` holds a written answer to every question.
+"""
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
+from unet_lessons.exercises.lesson03 import (conv_output_bytes, labelled_fraction,  # noqa: F401
+                                             paper_parameter_count, valid_cubic_sides)
+from unet_lessons.memory import estimate_memory
 
-def paper_parameter_count() -> int:
-    """Exercise 1: the weights of Çiçek et al.'s 3D U-Net (Fig. 1), summed layer by layer."""
-    conv = lambda cin, cout: 27 * cin * cout + cout   # noqa: E731  3x3x3 kernel + bias
-    upconv = lambda c: 8 * c * c                      # noqa: E731  2x2x2, channels kept, no bias
-    encoder = conv(3, 32) + conv(32, 64) + conv(64, 64) + conv(64, 128) + conv(128, 128) + conv(128, 256)
-    bottleneck = conv(256, 256) + conv(256, 512)
-    decoder = (upconv(512) + conv(512 + 256, 256) + conv(256, 256)
-               + upconv(256) + conv(256 + 128, 128) + conv(128, 128)
-               + upconv(128) + conv(128 + 64, 64) + conv(64, 64))
-    head = 64 * 3 + 3
-    return encoder + bottleneck + decoder + head
-
-
-def valid_cubic_sides(start: int, stop: int) -> dict[int, int]:
-    """Exercise 2: input side -> output side of the unpadded 3D U-Net, for every side it can take."""
-    sides = {}
-    for side in range(start, stop):
-        n, ok = side, True
-        for _ in range(3):              # two unpadded 3x3x3 convs trim 4, then pooling needs an even size
-            n -= 4
-            if n <= 0 or n % 2:
-                ok = False
-                break
-            n //= 2
-        if not ok:
-            continue
-        n -= 4                          # bottleneck
-        for _ in range(3):
-            n = 2 * n - 4               # up-conv doubles, two convs trim 4
-        if n > 0:
-            sides[side] = n
-    return sides
+ANSWERS = {
+    "paper_parameters": "Summing the layers of Fig. 1 (3×3×3 convolutions with bias, bias-free 2×2×2 "
+                        "up-convolutions that keep the channels, a 1×1×1 head) gives 19,069,955 for 3 input "
+                        "channels and 3 classes, as the package's UNet.preset('cicek2016') counts.",
+    "valid_sides": "Each side must stay positive and even before every pooling once the two unpadded "
+                   "convolutions have taken 4 off. With b the side after the bottleneck's convolutions, the "
+                   "way up gives 2(2(2b − 4) − 4) − 4 = 8b − 28: the paper's 132 reaches b = 9 and gives 44.",
+    "conv_output_bytes": "The convolution outputs are most of the saved activations (the lesson prints the "
+                         "share). The full-resolution level holds most of them: one level down has 8× fewer "
+                         "voxels and only 2× the channels, so each level holds about a quarter of the level above.",
+    "labelled_fraction": "Three families of k planes: 3k·s² voxels, minus 3k²·s for the lines where two families "
+                         "cross (counted twice), plus k³ for the points where all three cross, over s³.",
+}
 
 
 def conv_output_share(model: nn.Module, patch: int) -> tuple[float, int]:
     """Exercise 3: bytes of all conv outputs for one patch, and their share of the estimated activations."""
-    from unet_lessons.memory import estimate_memory
-
-    total = 0
-
-    def count(module, inputs, output):
-        nonlocal total
-        total += output.numel() * output.element_size()
-
-    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, model.in_channels, patch, patch, patch, device=next(model.parameters()).device))
-    finally:
-        for handle in handles:
-            handle.remove()
+    total = conv_output_bytes(model, patch)
     estimate = estimate_memory(model, (model.in_channels, patch, patch, patch), batch_size=1)
     return total / estimate.activations, total
-
-
-def labelled_fraction(k: int, side: int) -> float:
-    """Exercise 4: labelled share of a side³ volume with k annotated planes per axis (inclusion–exclusion)."""
-    planes = 3 * k * side**2            # three families of k planes
-    lines = 3 * k**2 * side             # each pair of families meets in k·k lines, counted twice above
-    points = k**3                       # the triple crossings: added 3x, removed 3x, so add once
-    return (planes - lines + points) / side**3

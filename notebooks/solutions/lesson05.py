@@ -1,46 +1,30 @@
-"""Solutions to the exercises of lesson 05 (UNet++). Each returns something a test can check."""
+"""Worked solutions and written answers for the exercises of lesson 05 (UNet++).
+
+The functions a student writes are checked by ``check_exercise("lesson05.<name>", function)``;
+their references live in ``unet_lessons.exercises.lesson05`` and are imported here.
+``ANSWERS`` holds a written answer to every question.
+"""
 
 from __future__ import annotations
 
 import torch
 
+from unet_lessons.exercises.lesson05 import head_receptive_fields, linear_cka, unetpp_parameters  # noqa: F401
 
-def unetpp_parameters(features=(32, 64, 128, 256, 512), in_channels: int = 1, out_channels: int = 1,
-                      deep_supervision: bool = False) -> int:
-    """Exercise 1: the parameters of UNet++ (no normalisation), node by node."""
-    conv = lambda cin, cout, k: k * k * cin * cout + cout  # noqa: E731  a 2D convolution with bias
-    unit = lambda cin, cout: conv(cin, cout, 3) + conv(cout, cout, 3)  # noqa: E731  H: two 3x3 convs
-    depth = len(features) - 1
-    total = sum(unit(in_channels if i == 0 else features[i - 1], features[i]) for i in range(depth + 1))
-    for j in range(1, depth + 1):
-        for i in range(depth + 1 - j):
-            total += conv(features[i + 1], features[i], 2)          # the 2x2 up-convolution into X^{i,j}
-            total += unit(features[i] * (j + 1), features[i])       # j same-row maps + the upsampled one
-    heads = depth if deep_supervision else 1
-    return total + heads * conv(features[0], out_channels, 1)
-
-
-def head_receptive_fields(depth: int = 4) -> list[int]:
-    """Exercise 2: the textbook receptive field of each head X^{0,k}, k = 1 .. depth."""
-    fields = []
-    for k in range(1, depth + 1):
-        r, jump = 1, 1
-        for level in range(k + 1):             # down the encoder to X^{k,0}
-            if level:
-                r += (2 - 1) * jump            # 2x2 max-pool, stride 2
-                jump *= 2
-            r += 2 * (3 - 1) * jump            # the node's two 3x3 convolutions
-        for _ in range(k):                     # up the diagonal X^{k-1,1} ... X^{0,k}
-            jump //= 2                         # a 2x2 stride-2 up-convolution reads one input per output
-            r += 2 * (3 - 1) * jump
-        fields.append(r)
-    return fields
+ANSWERS = {
+    "unetpp_parameters": "Node by node: the encoder column, then every nested node X^{i,j} (its 2×2 "
+                         "up-convolution and two 3×3 convolutions on j + 1 concatenated maps), then the heads: "
+                         "9,041,601 for the paper's configuration with one head.",
+    "head_fields": "Down to X^{k,0} and back up the diagonal: 18, 44, 96 and 200 for the four heads.",
+    "linear_cka": "Linear CKA does not change under a rotation of the channels, a common scaling, or added "
+                  "redundant channels, and it changes when some channels are stretched more than others. So a "
+                  "map with 8 channels and one with 16 can be compared directly: CKA compares the geometry of "
+                  "the samples, not the channels one by one, and the 16 channels may hold the same information.",
+}
 
 
 def cka_invariances(seed: int = 0) -> dict[str, bool]:
     """Exercise 3: what linear CKA ignores, and what it does not."""
-    from unet_lessons.similarity import linear_cka
-
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(500, 8, generator=generator, dtype=torch.float64)
     rotation, _ = torch.linalg.qr(torch.randn(8, 8, generator=generator, dtype=torch.float64))
