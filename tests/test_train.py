@@ -1,3 +1,4 @@
+import re
 import warnings
 
 import numpy as np
@@ -82,8 +83,12 @@ def test_fit_warns_when_predictions_collapse():
     for p in model.parameters():
         p.requires_grad_(False)
     model.inc.conv1.conv.weight.requires_grad_(True)
-    with pytest.warns(PredictionCollapseWarning, match="all-black"):
+    with pytest.warns(PredictionCollapseWarning, match="all-black") as caught:
         fit(model, _repeat((images, labels)), DiceCELoss(), TrainConfig(steps=12, progress=False, device="cpu"))
+    # Raised at the package's own frame: no file path of the student's cell or of ours, no echoed source line.
+    shown = warnings.formatwarning(caught[0].message, caught[0].category, caught[0].filename, caught[0].lineno)
+    assert shown.startswith("unet_lessons.train:0: PredictionCollapseWarning: ") and shown.count("\n") == 1
+    assert "/" not in caught[0].filename
 
 
 def test_fit_does_not_warn_when_learning():
@@ -311,3 +316,34 @@ def test_collapse_message_reads_region_maps():
     assert "region 2 is predicted everywhere" in collapse_message(
         torch.cat([regions[:, :2].bool(), torch.ones_like(regions[:, 2:], dtype=torch.bool)], 1), regions)
     assert collapse_message(regions.bool(), regions) is None
+
+
+def test_progress_leaves_one_summary_line(capsys):
+    images, labels = _one_batch()
+    fit(UNet(1, 2, base_features=2, depth=1), _repeat((images, labels)), DiceCELoss(),
+        TrainConfig(steps=3, device="cpu", collapse_check=False))
+    out = capsys.readouterr()
+    assert re.fullmatch(r"3/3 steps in \d+ s, last loss \d+\.\d{3}\n", out.out), out.out
+    assert "%|" not in out.err  # no bar left behind (and none drawn into a log file)
+
+
+def test_progress_in_a_notebook_replaces_its_line(monkeypatch):
+    from unet_lessons import progress
+
+    shown = []
+
+    class FakeLine:
+        def __init__(self, text):
+            shown.append(text)
+
+        def update(self, text):
+            shown.append(text)
+
+    monkeypatch.setattr(progress, "in_notebook", lambda: True)
+    monkeypatch.setattr(progress, "_Line", FakeLine)
+    bar = progress.StepProgress(5, label="02-unet", min_interval=0.0)
+    for step in range(1, 6):
+        bar.update(step, 0.5)
+    summary = bar.finish(5, 0.25)
+    assert shown[0] == "02-unet: 0/5 steps" and "about" in shown[1] and shown[-1] == summary
+    assert re.fullmatch(r"02-unet: 5/5 steps in \d+ s, last loss 0\.250", summary)

@@ -1,7 +1,8 @@
 """A short training loop that a lesson can read in one sitting: ``TrainConfig``, ``fit``, ``evaluate``.
 
 No framework: an optimizer, a learning-rate schedule, a fixed number of steps (so that a
-lesson reruns to the same numbers), a ``tqdm`` progress bar and a history dict. It also
+lesson reruns to the same numbers), a progress line that leaves a one-line summary
+(``unet_lessons.progress``) and a history dict. It also
 watches for the failure U-Net users report most: predictions that collapse to one class
 (the "all-black prediction"), and says what usually causes it.
 
@@ -12,19 +13,18 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
 from .models.base import output_loss, unpack_output
+from .progress import StepProgress
 from .runs import atomic_save, load_run, save_run
 from .targets import check_class_labels, check_region_target
-from .utils import get_device
+from .utils import get_device, package_warning
 
 __all__ = [
     "TrainConfig",
@@ -57,7 +57,7 @@ class TrainConfig:
         grad_clip: clip the gradient norm to this value, or ``None``.
         max_seconds: a safety cap on wall time; lessons rely on ``steps``, not on this.
         device: ``None`` picks the best device (:func:`~unet_lessons.utils.get_device`).
-        progress: show a ``tqdm`` bar.
+        progress: show live progress, then one summary line ("700/700 steps in 93 s, ...").
         collapse_check: warn when the predictions collapse to a single class.
     """
 
@@ -211,10 +211,8 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
     scheduler = _schedule(optimizer, config)
     stream: Iterator = iter(batches)
     collapsed_checks, warned, start = 0, False, time.perf_counter()
-    # One refresh a second: in a notebook every refresh is a widget message, and a flood of them can
-    # overflow the kernel's message queue (nbval then misses the end of the cell).
-    bar = tqdm(range(1, config.steps + 1), desc="training", disable=not config.progress, mininterval=1.0)
-    for step in bar:
+    progress = StepProgress(config.steps, enabled=config.progress, label=run)
+    for step in range(1, config.steps + 1):
         stream, batch = _next_batch(stream, batches)
         x, y, extra = _unpack_batch(batch, device)
         model.train()
@@ -222,7 +220,7 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
         check_labels(unpack_output(output).logits, y, ignore_index=getattr(loss_fn, "ignore_index", None))
         loss, logits = output_loss(output, y, loss_fn)
         if not torch.isfinite(loss):
-            bar.close()
+            progress.finish(step, None, note=": stopped, the loss is not finite")
             raise NonFiniteLossError(non_finite_message(step, loss, x, y, model, config))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -238,7 +236,7 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
             message = collapse_message(predicted_map(logits.detach(), y), y)
             collapsed_checks = collapsed_checks + 1 if message else 0
             if collapsed_checks >= 3 and not warned:
-                warnings.warn(message, PredictionCollapseWarning, stacklevel=2)
+                package_warning(message, PredictionCollapseWarning, source="unet_lessons.train")
                 warned = True
         out_of_time = bool(config.max_seconds) and time.perf_counter() - start > config.max_seconds
         last = step == config.steps or out_of_time
@@ -247,10 +245,10 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
             history["val_step"].append(step)
             for name, value in val_fn(model).items():
                 history.setdefault(f"val_{name}", []).append(float(value))
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        progress.update(step, history["loss"][-1])
         if out_of_time:
             break
-    bar.close()
+    progress.finish(step, history["loss"][-1], note=" (stopped at max_seconds)" if step < config.steps else "")
     model.eval()
     history["seconds"] = time.perf_counter() - start
     if run is not None:
@@ -310,7 +308,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, cl
 
     prediction = predict(model, images, batch_size=batch_size).argmax(1)
     if warn_on_collapse and (message := collapse_message(prediction, labels)):
-        warnings.warn(message, PredictionCollapseWarning, stacklevel=2)
+        package_warning(message, PredictionCollapseWarning, source="unet_lessons.train")
     return segmentation_report(prediction, labels, class_names)
 
 

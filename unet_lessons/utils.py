@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import random
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
@@ -22,9 +23,21 @@ __all__ = [
     "show_source",
     "load_state_by_order",
     "mirror_pad",
+    "package_warning",
 ]
 
 THREADS_ENV = "UNET_LESSONS_NUM_THREADS"
+
+
+def package_warning(message: str, category: type[Warning], *, source: str = "unet_lessons") -> None:
+    """Warn from the package itself: one line, "<source>:0: <Category>: <message>".
+
+    ``warnings.warn`` names the file and line it is raised for and echoes that source line; in
+    a notebook that is a kernel temp path and a line of the student's cell (``stacklevel=2``) or
+    of ours (``stacklevel=1``), neither of which helps. The filters still apply by category, so
+    ``warnings.simplefilter("ignore", PredictionCollapseWarning)`` and ``pytest.warns`` work as usual.
+    """
+    warnings.warn_explicit(message, category, filename=source, lineno=0, module=source)
 
 
 def seed_everything(seed: int = 0, *, deterministic: bool = True) -> None:
