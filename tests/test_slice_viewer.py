@@ -82,8 +82,32 @@ def test_two_predictions_side_by_side_and_the_static_fallback():
     bundle = viewer._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     montage = _decode(base64.b64decode(bundle["image/png"]))
-    assert montage.shape[1] == 3 * 14 + 2 * 4 and montage.shape[0] > 12 * 5
+    assert montage.shape[1] >= 76 + 3 * 14 + 2 * 4 and 12 * 4 < montage.shape[0] <= 900
     assert bundle["text/plain"] == "SliceViewer(10×12×14 voxels, 2 channel(s), panels: label, a, b)"
+
+
+def test_montage_fits_900_px_and_labels_itself():
+    image = np.random.default_rng(0).random((64, 200, 200)).astype(np.float32)
+    label = np.zeros((64, 200, 200), int)
+    label[20:40, 50:150, 50:150] = 1
+    viewer = SliceViewer(image, label=label, prediction=np.zeros_like(label), class_names=["background", "organ"],
+                         display_size=256, title="a title")
+    montage = viewer.montage()
+    assert montage.shape[0] <= 900 and montage.shape[1] > 2 * 200 * 0.5
+    items = [text for text, _, _ in viewer._legend(errors=True)]
+    assert items == ["organ (outline)", "false positive (fill)", "false negative (fill)"]
+    # The row labels and header are drawn: the margin and the top band hold dark text pixels.
+    assert (montage[:, :70] < 100).any() and (montage[:20] < 100).any()
+    # The empty prediction misses the organ: filled in cyan (G and B 140 above R after blending with grey).
+    rgb = montage.astype(int)
+    cyan = (rgb[..., 1] - rgb[..., 0] > 120) & (np.abs(rgb[..., 1] - rgb[..., 2]) < 3)
+    assert cyan.sum() > 1000
+    assert not cyan[:, : 76 + 100].any()  # never in the label panel (nor the margin)
+
+
+def test_error_colours_are_apart_from_every_class_colour():
+    for error in ERROR_COLOURS.values():
+        assert np.abs(CLASS_COLOURS - error).sum(1).min() > 150
 
 
 @pytest.mark.parametrize("kwargs, message", [

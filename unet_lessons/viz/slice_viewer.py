@@ -19,19 +19,24 @@ from typing import Mapping, Optional, Sequence, Union
 import ipywidgets as widgets
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ["SliceViewer", "CLASS_COLOURS", "ERROR_COLOURS"]
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
-#: Colours of classes 1, 2, ... (class 0, the background, is never coloured).
+#: Colours of classes 1, 2, ... (class 0, the background, is never coloured). None is magenta or
+#: cyan, which mark errors.
 CLASS_COLOURS = np.array([(255, 196, 0), (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48),
-                          (145, 30, 180), (70, 240, 240), (240, 50, 230)], dtype=np.float32)
-#: False positives (predicted foreground of the wrong class) and false negatives (missed foreground).
-ERROR_COLOURS = {"false positive": np.array((255, 60, 60), np.float32),
-                 "false negative": np.array((40, 140, 255), np.float32)}
+                          (145, 30, 180), (128, 128, 0), (170, 110, 40)], dtype=np.float32)
+#: False positives (predicted foreground of the wrong class) and false negatives (missed foreground):
+#: magenta and cyan, as in lesson 02's error maps. They stay apart for the common colour-vision
+#: deficiencies (red-green confusion leaves magenta and cyan distinct) and from the class colours.
+ERROR_COLOURS = {"false positive": np.array((255, 0, 255), np.float32),
+                 "false negative": np.array((0, 255, 255), np.float32)}
 _SEPARATOR = 4  # pixels of white between panels
+#: The static montage (what an HTML export, GitHub or a printout shows) stays within this height.
+MONTAGE_MAX_HEIGHT = 900
 
 
 def _as_numpy(array: ArrayLike) -> np.ndarray:
@@ -160,7 +165,8 @@ class SliceViewer:
             channel: image channel shown in grey.
             overlay: ``"none"``, ``"outline"`` or ``"fill"``.
             opacity: 0 (invisible) to 1 (opaque) for the overlay.
-            error_map: colour each prediction's errors against the label instead of its classes.
+            error_map: colour each prediction's errors against the label instead of its classes;
+                ``"both"``: fill the errors and draw the class outlines over them (the static montage).
         """
         if axis not in AXES:
             raise ValueError(f"axis must be one of {list(AXES)}; got {axis!r}.")
@@ -181,6 +187,7 @@ class SliceViewer:
         for name, volume in self._panels():
             frame = grey.copy()
             if volume is not None and overlay != "none":
+                layers = []
                 if error_map and label_slice is not None and name != "label":
                     found = self._foreground(volume, index, a, regions)
                     if regions:  # a voxel is wrong when any region is: predicted and absent, or present and missed
@@ -189,13 +196,15 @@ class SliceViewer:
                     else:
                         masks = {"false positive": (found > 0) & (found != label_slice),
                                  "false negative": (label_slice > 0) & (found == 0)}
-                    colours = [(enlarge(mask), ERROR_COLOURS[kind]) for kind, mask in masks.items()]
-                else:
-                    colours = [(enlarge(mask), colour) for mask, colour in self._masks(volume, index, a)]
-                for mask, colour in colours:
-                    if overlay == "outline":  # two pixels wide, so that it shows at any zoom
+                    layers += [(enlarge(mask), ERROR_COLOURS[kind], "fill" if error_map == "both" else overlay)
+                               for kind, mask in masks.items()]
+                if not error_map or error_map == "both" or name == "label" or label_slice is None:
+                    layers += [(enlarge(mask), colour, overlay) for mask, colour in self._masks(volume, index, a)]
+                for mask, colour, style in layers:
+                    if style == "outline":  # two pixels wide, so that it shows at any zoom
                         mask = mask & ~self._interior(self._interior(mask))
-                    frame[mask] = (1 - opacity) * frame[mask] + opacity * colour
+                    alpha = 0.55 if style == "fill" and error_map == "both" else opacity
+                    frame[mask] = (1 - alpha) * frame[mask] + alpha * colour
             frames.append(frame)
         separator = np.full((grey.shape[0], _SEPARATOR, 3), 255.0)
         joined = [part for frame in frames for part in (frame, separator)][:-1]
@@ -231,15 +240,94 @@ class SliceViewer:
             parts.append(f"{name}: " + (", ".join(held) + " vx" if held else "background only"))
         return " · ".join(parts)
 
-    def montage(self, count: int = 6, **state) -> np.ndarray:
-        """``count`` evenly spaced slices of the axis, one row each, stacked: the static view."""
+    def montage(self, count: int = 4, *, max_height: int = MONTAGE_MAX_HEIGHT, **state) -> np.ndarray:
+        """The static view: ``count`` evenly spaced slices, one row each, labelled, within ``max_height`` px.
+
+        A header names each panel, each row gives its axis and slice index, and a legend at the
+        bottom names the outline colours (classes or regions) and, when a label and predictions
+        are shown, the false positives and negatives filled in on each prediction.
+        """
         axis = state.pop("axis", "axial")
         state.pop("index", None)
+        errors = self.label is not None and bool(self.predictions)
+        state.setdefault("error_map", "both" if errors else False)
+        font = ImageFont.load_default(size=13)
+        line, margin, gap = 20, 76, 8                    # a text line; room for the row labels; above the legend
+        top = line * (2 if self.title else 1)            # the title and the panel names
+        items = self._legend(errors)
         length = self.shape[AXES[axis]]
         indices = np.linspace(0, length - 1, count + 2).round().astype(int)[1:-1]
-        rows = [self.render(axis=axis, index=int(i), **state) for i in indices]
-        gap = np.full((_SEPARATOR, rows[0].shape[1], 3), 255, np.uint8)
-        return np.concatenate([part for row in rows for part in (row, gap)][:-1], axis=0)
+        room = max_height - top - gap - 2 * line - (count - 1) * _SEPARATOR  # assume two legend lines
+        saved_size, self.display_size = self.display_size, max(1, min(self.display_size, room // count))
+        try:
+            rows = [self.render(axis=axis, index=int(i), **state) for i in indices]
+        finally:
+            self.display_size = saved_size
+        draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+        widths = [draw.textlength(text, font=font) + 30 for text, _, _ in items]
+
+        def legend_rows(width: int) -> list[list[int]]:
+            lines: list[list[int]] = [[]]
+            used = 0.0
+            for i, w in enumerate(widths):
+                if lines[-1] and used + w > width - 8:
+                    lines.append([])
+                    used = 0.0
+                lines[-1].append(i)
+                used += w
+            return lines
+
+        def total_height(row_height: int, width: int) -> int:
+            return top + count * row_height + (count - 1) * _SEPARATOR + gap + line * len(legend_rows(width))
+
+        width = max(margin + rows[0].shape[1], 360)
+        if total_height(rows[0].shape[0], width) > max_height:  # even one voxel per pixel is too tall: shrink
+            spare = max_height - total_height(0, width)
+            scale = spare / (count * rows[0].shape[0])
+            size = (max(1, int(rows[0].shape[1] * scale)), max(1, int(rows[0].shape[0] * scale)))
+            rows = [np.asarray(Image.fromarray(r).resize(size, Image.NEAREST)) for r in rows]
+            width = max(margin + rows[0].shape[1], 360)
+        height = rows[0].shape[0]
+        canvas = Image.new("RGB", (width, total_height(height, width)), "white")
+        draw = ImageDraw.Draw(canvas)
+        if self.title:
+            draw.text((margin, 2), self.title, fill="black", font=font)
+        panels = self._panels()
+        panel_width = (rows[0].shape[1] - _SEPARATOR * (len(panels) - 1)) / len(panels)
+        for p, (name, _) in enumerate(panels):
+            centre = margin + p * (panel_width + _SEPARATOR) + panel_width / 2
+            draw.text((centre, top - 3), name, fill="black", font=font, anchor="md")
+        for r, (index, row) in enumerate(zip(indices, rows)):
+            y = top + r * (height + _SEPARATOR)
+            canvas.paste(Image.fromarray(row), (margin, y))
+            draw.text((margin - 6, y + height // 2), f"{axis} {index}", fill="black", font=font, anchor="rm")
+        y = top + count * height + (count - 1) * _SEPARATOR + gap
+        for members in legend_rows(width):
+            x = 4.0
+            for i in members:
+                text, colour, filled = items[i]
+                rgb = tuple(int(c) for c in colour)
+                draw.rectangle((x, y + 3, x + 14, y + 15), fill=rgb if filled else None, outline=rgb,
+                               width=1 if filled else 3)
+                draw.text((x + 20, y + 9), text, fill="black", font=font, anchor="lm")
+                x += widths[i]
+            y += line
+        return np.asarray(canvas)
+
+    def _legend(self, errors: bool) -> list[tuple[str, np.ndarray, bool]]:
+        """(text, colour, filled) for every outline colour the montage can show, then the error colours."""
+        if self.region_names is not None:
+            items = [(f"{name} (outline)", CLASS_COLOURS[r % len(CLASS_COLOURS)], False)
+                     for r, name in enumerate(self.region_names)]
+        else:
+            maps = [m for _, m in self._panels() if m is not None]
+            present = sorted({int(c) for m in maps for c in np.unique(m) if c > 0})
+            names = self.class_names or []
+            items = [(f"{names[c] if c < len(names) else f'class {c}'} (outline)",
+                      CLASS_COLOURS[(c - 1) % len(CLASS_COLOURS)], False) for c in present]
+        if errors:
+            items += [(f"{kind} (fill)", colour, True) for kind, colour in ERROR_COLOURS.items()]
+        return items
 
     # ----- the widget -------------------------------------------------------------------------
     @property
@@ -265,7 +353,7 @@ class SliceViewer:
             "channel": widgets.Dropdown(options=self.channel_names, value=self.channel_names[0], description="channel"),
             "overlay": widgets.ToggleButtons(options=["none", "outline", "fill"], value="outline", description="overlay"),
             "opacity": widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity"),
-            "error_map": widgets.Checkbox(value=False, description="error map (FP red, FN blue)",
+            "error_map": widgets.Checkbox(value=False, description="error map (FP magenta, FN cyan)",
                                           disabled=self.label is None or not self.predictions),
         }
         # A VBox stretches its children to its width, which blew a 256-pixel frame up to the width of
