@@ -337,7 +337,8 @@ def test_draw_unet_reads_the_layers_of_any_encoder_decoder_model():
 
     vnet = VNet(1, 2, spatial_dims=3, width=2, encoder_depths=(1, 2, 3), decoder_depths=(2, 1))
     legend = [t.get_text() for t in draw_unet(vnet, (16, 16, 16)).legends[0].get_texts()]
-    assert legend == ["1× conv 5×5×5, PReLU", "down-conv 2×2×2, stride 2", "up-conv 2×2×2", "copy", "conv 1×1×1"]
+    assert legend == ["conv 5×5×5 (×n per stage, on the arrow), PReLU", "down-conv 2×2×2, stride 2", "up-conv 2×2×2",
+                      "copy", "conv 1×1×1", "residual addition (stage input + output)"]
     seed = UNet(1, 2, base_features=4, depth=2, upsample="interp")
     legend = [t.get_text() for t in draw_unet(seed, (16, 16)).legends[0].get_texts()]
     assert legend == ["2× conv 3×3, BatchNorm, ReLU", "max-pool 2×2", "bilinear ×2", "copy", "conv 1×1"]
@@ -346,3 +347,75 @@ def test_draw_unet_reads_the_layers_of_any_encoder_decoder_model():
         draw_unet(UNetPlusPlus(1, 2, width=2, depth=2), (16, 16))
     with pytest.raises(TypeError, match="feature schemes"):
         draw_architecture(torch.nn.Conv2d(1, 1, 1), (8, 8))
+
+
+# ----- the diagram names only what the model holds ---------------------------------------------
+def _configurations():
+    from unet_lessons.models import MODELS
+
+    for name, constructor in MODELS.items():
+        if constructor.feature_scheme != "encoder_decoder":
+            continue
+        for index, arguments in enumerate(constructor.example_arguments):
+            for spatial_dims in constructor.spatial_dims_supported:
+                yield pytest.param(name, index, spatial_dims, id=f"{name}-{index}-{spatial_dims}d")
+
+
+def _named_layers_exist(model, legend: str) -> None:
+    """Every layer the legend names is in the model; every count it gives matches the stages."""
+    import re
+
+    import torch.nn as nn
+
+    from unet_lessons.viz.diagram import conv_counts
+
+    modules = list(model.modules())
+    has = lambda kind: any(isinstance(m, kind) for m in modules)  # noqa: E731
+    strided = [m for m in modules if isinstance(m, nn.modules.conv._ConvNd)
+               and not isinstance(m, nn.modules.conv._ConvTransposeNd) and max(np.atleast_1d(m.stride)) > 1]
+    assert ("max-pool" in legend) <= has(nn.modules.pooling._MaxPoolNd), legend
+    assert ("avg-pool" in legend) <= has(nn.modules.pooling._AvgPoolNd), legend
+    assert ("down-conv" in legend) <= bool(strided), legend
+    assert ("up-conv" in legend) <= has(nn.modules.conv._ConvTransposeNd), legend
+    for mode in re.findall(r"(\w+) ×2", legend):
+        assert any(isinstance(m, nn.Upsample) and m.mode == mode for m in modules), (mode, legend)
+    for layer in ("BatchNorm", "InstanceNorm", "GroupNorm", "LayerNorm", "ReLU", "LeakyReLU", "PReLU", "ELU"):
+        if re.search(rf"\b{layer}\b", legend):
+            assert any(type(m).__name__.startswith(layer) for m in modules), (layer, legend)
+    assert ("residual" in legend) == any(getattr(m, "residual", False) for m in modules), legend
+    kernels = {int(k) for k in re.findall(r"conv (\d+)×", legend)}
+    present = {int(np.atleast_1d(m.kernel_size)[0]) for m in modules if isinstance(m, nn.modules.conv._ConvNd)}
+    assert kernels <= present, (kernels, present)
+    if match := re.search(r"(\d+)× conv", legend):
+        assert set(conv_counts(model).values()) == {int(match.group(1))}, legend
+
+
+@pytest.mark.parametrize("name, index, spatial_dims", list(_configurations()))
+def test_diagram_names_only_layers_the_model_holds(name, index, spatial_dims):
+    from unet_lessons.models import MODELS, build_model
+    from unet_lessons.viz import draw_architecture
+
+    model = build_model(name, in_channels=1, out_channels=2, spatial_dims=spatial_dims, width=4,
+                        **MODELS[name].example_arguments[index])
+    side = model.valid_sizes(1, 400)[0]
+    fig = draw_architecture(model, (side,) * spatial_dims)
+    legend = " | ".join(t.get_text() for t in fig.legends[0].get_texts())
+    _named_layers_exist(model, legend)
+
+
+def test_vnet_diagram_draws_its_strided_convolutions_residuals_and_real_maps():
+    from unet_lessons.models import VNet
+    from unet_lessons.viz import draw_architecture
+    from unet_lessons.viz.diagram import unet_diagram_data
+
+    model = VNet(base_features=16, encoder_depths=(1, 2, 3, 3), decoder_depths=(3, 2, 1))
+    fig = draw_architecture(model, (32, 32, 32))
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "down-conv 2×2×2, stride 2" in legend and not any("max-pool" in t for t in legend)
+    assert "residual addition (stage input + output)" in legend
+    axis_texts = [t.get_text() for t in fig.axes[0].texts]
+    assert axis_texts.count("⊕") == 7 and sorted(t for t in axis_texts if t.startswith("×")) == sorted(
+        ["×1", "×2", "×3", "×3", "×3", "×2", "×1"])
+    # The down-convolution doubles the channels: the map after it has 32 channels, not the 16 above it.
+    enc1 = next(s for s in unet_diagram_data(model, (32, 32, 32)) if s["name"] == "enc1")
+    assert (enc1["in_channels"], enc1["in_spatial"]) == (32, (16, 16, 16))

@@ -134,6 +134,9 @@ class VNetStage(nn.Module):
         (B, in_channels, *S) -> (B, channels, *S).
     """
 
+    #: The stage adds its input to its output; the architecture diagram marks such stages.
+    residual = True
+
     def __init__(self, in_channels: int, channels: int, num_convs: int, *, spatial_dims: int = 3,
                  kernel_size: int = 5, norm: LayerSpec = None, act: LayerSpec = "prelu",
                  bias: Optional[bool] = True, act_before_add: bool = False) -> None:

@@ -138,6 +138,9 @@ class ResidualBlock(nn.Module):
         (B, in_channels, *S) -> (B, out_channels, *S).
     """
 
+    #: The block adds its input (or its projection) to its output; the architecture diagram marks it.
+    residual = True
+
     def __init__(self, in_channels: int, out_channels: int, *, spatial_dims: int = 3, kernel_size: int = 3,
                  num_convs: int = 2, norm: LayerSpec = ("group", {"num_groups": 8}), act: LayerSpec = "relu",
                  order: str = "norm_act_conv", dropout: float = 0.0, bias: Optional[bool] = None) -> None:

@@ -32,7 +32,7 @@ from matplotlib.patches import FancyArrowPatch, Rectangle
 
 from ..models.base import check_feature_keys
 
-__all__ = ["unet_diagram_data", "draw_unet", "meta_copy"]
+__all__ = ["unet_diagram_data", "draw_unet", "meta_copy", "conv_counts", "residual_stages"]
 
 # Colours of the paper's Fig. 1.
 CONV_COLOUR = "#1f5fbf"   # blue: conv 3x3, ReLU
@@ -40,6 +40,7 @@ POOL_COLOUR = "#d62728"   # red: max-pool
 UP_COLOUR = "#2ca02c"     # green: up-conv
 SKIP_COLOUR = "#7f7f7f"   # grey: copy (and crop)
 HEAD_COLOUR = "#17becf"   # teal: conv 1x1
+RESIDUAL_COLOUR = "#7b3294"  # purple: the residual addition of a stage
 MAP_FILL, MAP_EDGE = "#9ecae1", "#2b5d8a"
 INPUT_FILL, OUTPUT_FILL = "#d9d9d9", "#fdd0a2"
 
@@ -110,10 +111,12 @@ def unet_diagram_data(model: nn.Module, input_shape: Sequence[int]) -> list[dict
     resampled: list[tuple[str, tuple[int, ...]]] = []
 
     def record(module, _inputs, output):
-        resampled.append(("pool" if isinstance(module, _POOLS) else "up", tuple(output.shape)))
+        down = isinstance(module, _POOLS) or not isinstance(module, _UPS)  # a pooling or a strided convolution
+        resampled.append(("pool" if down else "up", tuple(output.shape)))
 
+    downs = {id(layer) for layer in _down_layers(meta)}
     for module in meta.modules():
-        if isinstance(module, _POOLS + _UPS):
+        if isinstance(module, _POOLS + _UPS) or id(module) in downs:
             module.register_forward_hook(record)
     with torch.no_grad():
         features = meta.forward_features(torch.empty(shape, device="meta"))
@@ -135,9 +138,10 @@ def unet_diagram_data(model: nn.Module, input_shape: Sequence[int]) -> list[dict
             stage.update(column="encoder" if encoder else "bottleneck", level=level)
             if level == 0:
                 stage.update(in_channels=shape[1], in_spatial=tuple(shape[2:]))
+            elif len(pooled) == depth:  # the map the downsampling layer gave: a strided conv may change the channels
+                stage.update(in_channels=pooled[level - 1][1], in_spatial=tuple(pooled[level - 1][2:]))
             else:
-                below = pooled[level - 1][2:] if len(pooled) == depth else tuple(s // 2 for s in previous["spatial"])
-                stage.update(in_channels=previous["channels"], in_spatial=tuple(below))
+                stage.update(in_channels=previous["channels"], in_spatial=tuple(s // 2 for s in previous["spatial"]))
         elif decoder:
             level = int(decoder.group(1))
             skip = by_name[f"enc{level}"]
@@ -184,34 +188,89 @@ def _layer_text(layer: Optional[nn.Module], cube) -> str:
         return f"avg-pool {cube(_first(layer.kernel_size))}"
     if isinstance(layer, nn.modules.conv._ConvTransposeNd):
         return f"up-conv {cube(_first(layer.kernel_size))}"
-    if isinstance(layer, nn.modules.conv._ConvNd):
+    if isinstance(layer, nn.modules.conv._ConvNd) and _is_down(layer):
         return f"down-conv {cube(_first(layer.kernel_size))}, stride {_first(layer.stride)}"
     if isinstance(layer, nn.Upsample):
-        return {"nearest": "nearest ×2", "linear": "linear ×2", "bilinear": "bilinear ×2"}.get(layer.mode, f"{layer.mode} ×2")
-    return "?"
+        return f"{layer.mode} ×2"
+    return "downsampling" if layer is not None else "?"
 
 
 def _first(value) -> int:
     return int(value[0]) if isinstance(value, (tuple, list)) else int(value)
 
 
+_ACTS = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU)
+
+
+def _is_down(layer: nn.Module) -> bool:
+    """A pooling, or a convolution with a stride above one: the layer that starts a deeper stage."""
+    if isinstance(layer, _POOLS):
+        return True
+    return (isinstance(layer, nn.modules.conv._ConvNd) and not isinstance(layer, nn.modules.conv._ConvTransposeNd)
+            and max(_tuple(layer.stride)) > 1)
+
+
+def _tuple(value) -> tuple[int, ...]:
+    return tuple(int(v) for v in value) if isinstance(value, (tuple, list)) else (int(value),)
+
+
+def _down_layers(model: nn.Module) -> list[nn.Module]:
+    """The downsampling layer of each deeper encoder stage and of the bottleneck, in order."""
+    paths = model.stage_paths()
+    names = [f"enc{level}" for level in range(1, model.depth)] + ["bottleneck"]
+    return [paths[name][0] for name in names if paths[name] and _is_down(paths[name][0])]
+
+
+def conv_counts(model: nn.Module) -> dict[str, int]:
+    """Convolutions per stage, not counting the stage's down- or up-sampling layer (``stage_paths``)."""
+    counts = {}
+    for name, path in model.stage_paths().items():
+        if name == "logits":
+            continue
+        layers = path[1:] if path and (_is_down(path[0]) or isinstance(path[0], _UPS)) else path
+        counts[name] = sum(1 for m in layers if isinstance(m, nn.modules.conv._ConvNd))
+    return counts
+
+
+def residual_stages(model: nn.Module) -> list[str]:
+    """Stages holding a module that declares ``residual = True`` (it adds its input to its output)."""
+    return [name for name, modules in model.stage_modules().items()
+            if any(getattr(m, "residual", False) for module in modules for m in module.modules())]
+
+
 def _describe(model: nn.Module, spatial_dims: int) -> dict[str, str]:
-    """Legend texts read from the layers of the model's stages (``model.stage_modules()``, the model contract)."""
+    """Legend texts read from the layers of the model's stages (``model.stage_modules()``, the model contract).
+
+    Every word names a layer the model holds: the kernel and count of its stage convolutions, its
+    normalisation and activation types, its downsampling and upsampling layers, and the residual
+    addition only where a stage declares one. ``tests/test_viz.py`` checks this for every model.
+    """
     cube = lambda k: "×".join([str(k)] * spatial_dims)  # noqa: E731
     stages, paths = model.stage_modules(), model.stage_paths()
-    first = [m for module in stages["enc0"] for m in module.modules()]
-    convs = [m for m in paths["enc0"] if isinstance(m, nn.modules.conv._ConvNd)]
-    parts = [f"{len(convs)}× conv {cube(_first(convs[0].kernel_size))}" if convs else "stage"]
+    everything = [m for name, modules in stages.items() if name != "logits" for module in modules
+                  for m in module.modules()]
+    stage_convs = [m for name, path in paths.items() if name != "logits" for m in path
+                   if isinstance(m, nn.modules.conv._ConvNd) and not _is_down(m) and not isinstance(m, _UPS)]
+    kernels = sorted({_first(m.kernel_size) for m in stage_convs})
+    counts = set(conv_counts(model).values())
+    kernel_text = " / ".join(cube(k) for k in kernels)
+    if len(counts) == 1:
+        parts = [f"{counts.pop()}× conv {kernel_text}" if stage_convs else "stage"]
+    else:
+        parts = [f"conv {kernel_text} (×n per stage, on the arrow)"]
     if model.padding == "valid":
         parts[0] += " (unpadded)"
-    norms = sorted({re.sub(r"\d+d$", "", type(m).__name__) for m in first if isinstance(m, _NORMS)})
-    acts = sorted({type(m).__name__ for m in first if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU))})
+    norms = sorted({re.sub(r"\d+d$", "", type(m).__name__) for m in everything if isinstance(m, _NORMS)})
+    acts = sorted({type(m).__name__ for m in everything if isinstance(m, _ACTS)})
     below = "bottleneck" if model.depth == 1 else "enc1"
     down = paths[below][0] if paths[below] else None
     up = paths[f"dec{model.depth - 1}"][0] if paths[f"dec{model.depth - 1}"] else None
     head = " + ".join(f"conv {cube(_first(m.kernel_size))}" for m in paths["logits"]) or "conv"
-    return {"conv": ", ".join(parts + norms + acts), "pool": _layer_text(down, cube), "up": _layer_text(up, cube),
-            "head": head}
+    texts = {"conv": ", ".join(parts + norms + acts), "pool": _layer_text(down, cube), "up": _layer_text(up, cube),
+             "head": head}
+    if residual_stages(model):
+        texts["residual"] = "residual addition (stage input + output)"
+    return texts
 
 
 def _arrow(ax, start, end, colour, lw=1.6) -> None:
@@ -261,6 +320,19 @@ def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[s
     by_name = {s["name"]: s for s in stages}
     depth = by_name["bottleneck"]["level"]
     text = _describe(model, spatial_dims)
+    counts = conv_counts(model)
+    show_counts = len(set(counts.values())) > 1
+    residual = set(residual_stages(model))
+
+    def conv_arrow(start: tuple[float, float], end: tuple[float, float], stage: str) -> None:
+        """The blue arrow of a stage's convolutions, with their count when stages differ and ⊕ when residual."""
+        _arrow(ax, start, end, CONV_COLOUR)
+        middle = (start[0] + end[0]) / 2
+        if show_counts:
+            ax.text(middle, start[1] + 0.02, f"×{counts[stage]}", ha="center", va="bottom", fontsize=_FONT - 1,
+                    color=CONV_COLOUR)
+        if stage in residual:
+            ax.text(middle, start[1] - 0.02, "⊕", ha="center", va="top", fontsize=_FONT + 2, color=RESIDUAL_COLOUR)
 
     # Vertical position of each row: rows are as tall as their tallest box.
     row_height = [0.0] * (depth + 1)
@@ -315,8 +387,10 @@ def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[s
     y_min = min(b.bottom for b in boxes.values()) - 0.35
     width_in, height_in = x_max - x_min, y_max - y_min
     fig_width = min(12.0, max(6.0, width_in + 0.3))  # at least as wide as a 3-column legend
-    columns = 5 if fig_width >= 8.5 else 3
-    fig = Figure(figsize=(fig_width, height_in + 0.9 + 0.2 * math.ceil(5 / columns)), dpi=100, layout="constrained")
+    items = 5 + ("residual" in text)
+    columns = 5 if fig_width >= 8.5 and items == 5 else 3 if fig_width >= 8.5 else 2
+    fig = Figure(figsize=(fig_width, height_in + 0.9 + 0.2 * math.ceil(items / columns)), dpi=100,
+                 layout="constrained")
     ax = fig.add_subplot()
     ax.set_xlim(x_min, x_max)
     ax.set_ylim(y_min, y_max)
@@ -353,7 +427,7 @@ def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[s
             label(start, str(stage["in_channels"]), stage["in_spatial"], "below")
             above = boxes[f"enc{level - 1}"]
             _arrow(ax, (above.centre, above.bottom), (above.centre, start.top), POOL_COLOUR)
-        _arrow(ax, (start.right, start.y), (boxes[name].x, boxes[name].y), CONV_COLOUR)
+        conv_arrow((start.right, start.y), (boxes[name].x, boxes[name].y), name)
     for level in range(depth):
         stage, skip, up, dec = by_name[f"dec{level}"], boxes[f"skip{level}"], boxes[f"up{level}"], boxes[f"dec{level}"]
         rect(skip, "white", SKIP_COLOUR)
@@ -364,7 +438,7 @@ def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[s
         label(dec, str(stage["channels"]), stage["spatial"], "below")
         below = boxes["bottleneck" if level == depth - 1 else f"dec{level + 1}"]
         _arrow(ax, (below.centre, below.top), (up.centre, up.bottom), UP_COLOUR)
-        _arrow(ax, (up.right, up.y), (dec.x, dec.y), CONV_COLOUR)
+        conv_arrow((up.right, up.y), (dec.x, dec.y), f"dec{level}")
         encoder = boxes[f"enc{level}"]
         cropped = tuple(stage["in_spatial"]) != tuple(by_name[f"enc{level}"]["spatial"])
         _arrow(ax, (encoder.right, encoder.y), (skip.x, skip.y), SKIP_COLOUR, lw=1.3)
@@ -381,6 +455,8 @@ def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[s
     handles = [Line2D([], [], color=c, lw=2, label=t) for c, t in [
         (CONV_COLOUR, text["conv"]), (POOL_COLOUR, text["pool"]), (UP_COLOUR, text["up"]),
         (SKIP_COLOUR, "copy and crop" if any_crop else "copy"), (HEAD_COLOUR, text["head"])]]
+    if "residual" in text:
+        handles.append(Line2D([], [], color=RESIDUAL_COLOUR, lw=0, marker="$⊕$", markersize=9, label=text["residual"]))
     fig.legend(handles=handles, loc="outside lower center", ncol=columns, fontsize=8,
                frameon=False)
     if title is None:
