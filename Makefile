@@ -34,7 +34,7 @@ BROWSER_PACKAGES := chromium fonts-dejavu-core
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=600 -p no:cacheprovider
 
-.PHONY: setup data lab test test-unit test-notebooks browser-setup test-browser bench claims clean
+.PHONY: setup data lab test test-unit test-notebooks browser-setup test-browser bench claims execute clean
 # In order, also under make -j: the browser tests read what the notebook tests store.
 .NOTPARALLEL:
 
@@ -115,6 +115,16 @@ LESSONS ?= 04
 bench: setup
 	$(TEST_ENV) $(BIN)/python tests/benchmarks/bench_volumes.py
 	for lesson in $(LESSONS); do $(TEST_ENV) $(BIN)/python -m unet_lessons.benchmark $$lesson || exit 1; done
+
+# Re-run one stored lesson in place with the test settings (NB=notebooks/06_no_new_net.ipynb), storing
+# no widget state and no timestamps, then check it as make test will (tests/notebook_hygiene.py).
+NB ?=
+execute: setup data
+	@test -n "$(NB)" || { echo "name the lesson: make execute NB=notebooks/04_vnet.ipynb"; exit 1; }
+	cd $(dir $(NB)) && $(TEST_ENV) $(CURDIR)/$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=900 --ExecutePreprocessor.record_timing=False \
+		--ExecutePreprocessor.store_widget_state=False $(notdir $(NB))
+	$(BIN)/python tests/notebook_hygiene.py $(NB)
 
 # The lessons' claim ledgers, read from the stored notebooks (nothing runs), into the README.
 claims: setup
