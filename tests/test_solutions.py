@@ -151,9 +151,36 @@ def test_lesson05_linear_cka_equals_the_package():
 
 
 def test_every_question_has_a_written_answer():
+    from solutions import lesson06
+
     from unet_lessons.exercises import exercise_names
 
     for lesson, module in [("lesson01", lesson01), ("lesson02", lesson02), ("lesson03", lesson03),
-                           ("lesson04", lesson04), ("lesson05", lesson05)]:
+                           ("lesson04", lesson04), ("lesson05", lesson05), ("lesson06", lesson06)]:
         assert sorted(f"{lesson}.{key}" for key in module.ANSWERS) == exercise_names(lesson)
         assert all(len(answer) > 60 for answer in module.ANSWERS.values())
+
+
+from solutions import lesson06  # noqa: E402
+
+
+def test_lesson06_references_equal_the_package():
+    from unet_lessons.inference import sliding_window_probabilities
+    from unet_lessons.metrics import dice_per_region
+    from unet_lessons.models import NoNewNet
+    from unet_lessons.targets import labels_to_regions, remove_small_region
+
+    label = torch.randint(0, 4, (2, 8, 8, 8), generator=torch.Generator().manual_seed(0))
+    regions = labels_to_regions(label).bool()
+    assert torch.equal(torch.stack([lesson06.labels_to_regions_by_hand(x) for x in label]), regions)
+    prediction = labels_to_regions(torch.randint(0, 4, (2, 8, 8, 8))).bool()
+    package = dice_per_region(prediction, regions, per_sample=True)
+    ours = [[lesson06.brats_dice(prediction[b, r], regions[b, r]) for r in range(3)] for b in range(2)]
+    assert torch.allclose(package, torch.tensor(ours, dtype=package.dtype))
+    assert torch.equal(lesson06.remove_small_enhancing(regions, 60), remove_small_region(regions, 2, 60))
+    model = NoNewNet(4, 3, width=2, depth=1).eval()
+    x = torch.randn(1, 4, 8, 8, 8)
+    with torch.no_grad():
+        mirrored = lesson06.mirrored_probabilities(model, x)
+    torch.testing.assert_close(sliding_window_probabilities(model, x, roi_size=8, mirror_axes=(0, 1, 2)), mirrored,
+                               rtol=1e-5, atol=1e-6)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from .models.base import unpack_output
 from .utils import mirror_pad
 
-__all__ = ["valid_margin", "predict_tiled", "predict_slicewise"]
+__all__ = ["valid_margin", "predict_tiled", "predict_slicewise", "sliding_window_probabilities"]
 
 
 def valid_margin(model: nn.Module, tile: int) -> int:
@@ -133,3 +133,53 @@ def predict_slicewise(model: nn.Module, volume: torch.Tensor, *, axis: int = 0, 
     logits = torch.cat([unpack_output(model(slices[i:i + batch_size].to(device))).logits.cpu()
                         for i in range(0, len(slices), batch_size)])  # (N, K, h, w)
     return logits.movedim(0, axis + 1)  # (K, D, H, W)
+
+
+def sliding_window_probabilities(model: nn.Module, images: torch.Tensor, *, roi_size: Union[int, Sequence[int]],
+                                 overlap: float = 0.5, mode: str = "gaussian", mirror_axes: Sequence[int] = (),
+                                 activation: str = "sigmoid", sw_batch_size: int = 4) -> torch.Tensor:
+    """Class or region probabilities of whole volumes: MONAI's sliding window, with optional mirroring.
+
+    The window slides with ``overlap``; where windows overlap their outputs are blended,
+    ``mode="gaussian"`` weighting each window's centre above its border (its border saw the
+    least context), ``"constant"`` averaging them equally. With ``mirror_axes`` (spatial axes,
+    0 = the first) the volume is also predicted flipped along every combination of those
+    axes, each prediction flipped back, and the probabilities averaged: test-time mirroring,
+    2^len(mirror_axes) passes (nnU-Net mirrors all three axes: 8 passes).
+
+    Args:
+        model: any model of the contract (logits, heads or a dict; the logits are used).
+        images: (N, C, *S) volumes, normalised as in training.
+        roi_size: the window, an int or one per axis (the training patch size).
+        activation: ``"sigmoid"`` (regions) or ``"softmax"`` (classes), applied before averaging.
+
+    Returns:
+        (N, K, *S) probabilities, on the CPU.
+    """
+    from monai.inferers import sliding_window_inference
+
+    if activation not in ("sigmoid", "softmax"):
+        raise ValueError(f"activation must be 'sigmoid' (regions) or 'softmax' (classes); got {activation!r}.")
+    spatial = images.dim() - 2
+    if any(not 0 <= a < spatial for a in mirror_axes):
+        raise ValueError(f"mirror_axes are spatial axes 0..{spatial - 1}; got {tuple(mirror_axes)}.")
+    device = next(model.parameters()).device
+    model.eval()
+
+    def logits_of(x: torch.Tensor) -> torch.Tensor:
+        return unpack_output(model(x)).logits
+
+    flips = [tuple(2 + a for a in combo) for r in range(len(mirror_axes) + 1)
+             for combo in itertools.combinations(mirror_axes, r)]
+    total = None
+    with torch.no_grad():
+        for dims in flips:
+            x = images.to(device)
+            x = torch.flip(x, dims) if dims else x
+            logits = sliding_window_inference(x, roi_size=roi_size, sw_batch_size=sw_batch_size, predictor=logits_of,
+                                              overlap=overlap, mode=mode)
+            logits = torch.as_tensor(logits).as_subclass(torch.Tensor)
+            probs = torch.sigmoid(logits) if activation == "sigmoid" else torch.softmax(logits, 1)
+            probs = (torch.flip(probs, dims) if dims else probs).cpu()
+            total = probs if total is None else total + probs
+    return total / len(flips)

@@ -25,6 +25,8 @@ from scipy import ndimage
 from .targets import check_class_labels
 
 __all__ = [
+    "BRATS_EMPTY_HD95",
+    "hausdorff95_per_region",
     "best_intensity_dice",
     "ConfusionCounts",
     "confusion_counts",
@@ -161,6 +163,41 @@ def dice_per_region(prediction: ArrayLike, target: ArrayLike, *, per_sample: boo
     dims = list(range(2, pred.dim())) if per_sample else [0, *range(2, pred.dim())]
     tp = (pred & truth).sum(dims)
     return _ratio_or_one(2 * tp, pred.sum(dims) + truth.sum(dims))
+
+
+#: BraTS' HD95 when a region is in the prediction or the reference but not both: the diagonal of the
+#: 240×240×155 mm BraTS volume, sqrt(240² + 240² + 155²) mm (as nnU-Net's BraTS evaluation uses it).
+BRATS_EMPTY_HD95 = 373.12866
+
+
+def hausdorff95_per_region(prediction: ArrayLike, target: ArrayLike, *,
+                           spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> torch.Tensor:
+    """The 95 % Hausdorff distance in mm per (sample, region), scored the BraTS way.
+
+    The distances come from MONAI's ``compute_hausdorff_distance(percentile=95)``. MONAI
+    returns NaN (or inf) when either side is empty; BraTS scores 0 when the region is absent
+    from both the prediction and the reference, and :data:`BRATS_EMPTY_HD95` when it is in
+    only one of them. Those two cases are filled in here.
+
+    Shape:
+        (B, R, *S), (B, R, *S) binary -> (B, R) float64, in mm.
+    """
+    import warnings
+
+    from monai.metrics import compute_hausdorff_distance
+
+    pred, truth = torch.as_tensor(prediction).detach().cpu().bool(), torch.as_tensor(target).detach().cpu().bool()
+    if pred.shape != truth.shape or pred.dim() < 3:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(truth.shape)} must both be region maps "
+                         "(B, R, *S) of one shape.")
+    with warnings.catch_warnings():  # MONAI warns once per empty region; the cases are handled below
+        warnings.simplefilter("ignore")
+        distance = compute_hausdorff_distance(pred.float(), truth.float(), include_background=True, percentile=95,
+                                              spacing=list(spacing)).double()
+    found, present = pred.flatten(2).any(2), truth.flatten(2).any(2)
+    distance[~found & ~present] = 0.0
+    distance[found ^ present] = BRATS_EMPTY_HD95
+    return distance
 
 
 def iou_per_class(prediction: ArrayLike, target: ArrayLike, num_classes: int) -> torch.Tensor:

@@ -39,7 +39,7 @@ from .shapes import SHAPE_CLASSES, SyntheticShapes2D, make_shapes_2d, make_shape
 from .sparse import IGNORE_INDEX, sparsify_labels
 from .synthetic import SyntheticCells2D, make_cells_2d
 from .volumes import (BRATS_CLASSES, BRATS_REGIONS, MODALITIES, ORGAN_CLASSES, SyntheticBraTS3D, SyntheticOrgans3D,
-                      brats_regions, make_brats_volume, make_organ_volume)
+                      brats_regions, make_brats_volume, make_organ_volume, normalize_brain)
 
 # ``isbi`` is imported on first use: importing it here would put it in sys.modules before
 # ``python -m unet_lessons.data.isbi`` runs it, and Python warns about exactly that.
@@ -81,6 +81,7 @@ __all__ = [
     "make_organ_volume",
     "make_brats_volume",
     "brats_regions",
+    "normalize_brain",
     "SyntheticOrgans3D",
     "SyntheticBraTS3D",
 ]

@@ -8,11 +8,12 @@ of ``(x, y)`` batches that :func:`unet_lessons.train.fit` consumes directly.
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
+from ..targets import labels_to_regions
 from ..utils import mirror_pad
 from .augment import elastic_deform, random_flip_rotate
 
@@ -23,6 +24,16 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 
 def _as_tensor(array: ArrayLike) -> torch.Tensor:
     return array if isinstance(array, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _random_states(transform) -> list[np.random.RandomState]:
+    """The random states of a (MONAI) transform and of every transform it composes, in order."""
+    if transform is None:
+        return []
+    states = [transform.R] if isinstance(getattr(transform, "R", None), np.random.RandomState) else []
+    for inner in getattr(transform, "transforms", ()):
+        states += _random_states(inner)
+    return states
 
 
 class PatchSampler:
@@ -53,6 +64,12 @@ class PatchSampler:
             (label > 0) instead of anywhere. nnU-Net forces a third of its patches this way
             (Isensee et al. 2021), so that small structures are seen often enough; 0 samples
             uniformly, as the U-Net paper did.
+        transform: instead of (or after) ``augment``, a callable applied to each patch as a
+            MONAI-style dict ``{"image": (C, *P), "label": (1, *P)}``, e.g. a ``monai.transforms.Compose``
+            of dictionary transforms; a MONAI transform is seeded from ``seed`` once, here.
+        regions: yield region targets instead of class labels: for each region (a list of
+            classes, e.g. ``unet_lessons.targets.BRATS_REGION_CLASSES``) one binary channel,
+            y (B, R, *P) float32, for sigmoid outputs and region losses.
 
     Attributes:
         mean, std: the normalisation used; apply it to evaluation images with
@@ -79,6 +96,8 @@ class PatchSampler:
         mean: Optional[float] = None,
         std: Optional[float] = None,
         foreground: float = 0.0,
+        transform: Optional[Callable[[dict], dict]] = None,
+        regions: Optional[Sequence[Sequence[int]]] = None,
     ) -> None:
         images, labels = _as_tensor(images), _as_tensor(labels)
         spatial_dims = labels.ndim - 1
@@ -123,20 +142,29 @@ class PatchSampler:
         # Foreground voxel coordinates per sample, (K_i, len(S)), for placing patches around them.
         self._foreground_voxels = [torch.nonzero(label > 0) for label in self.labels] if foreground > 0 else None
         self.generator = torch.Generator().manual_seed(seed)
+        self.transform = transform
+        self.regions = None if regions is None else tuple(tuple(int(c) for c in r) for r in regions)
+        if transform is not None and hasattr(transform, "set_random_state"):
+            transform.set_random_state(seed=seed)
 
     def reset(self) -> None:
         """Restart the stream from the beginning (the first batch of ``seed``)."""
         self.generator.manual_seed(self.seed)
+        if self.transform is not None and hasattr(self.transform, "set_random_state"):
+            self.transform.set_random_state(seed=self.seed)
 
     def state_dict(self) -> dict:
         """Where the stream is: restoring it (:meth:`load_state_dict`) continues with the same batches."""
-        return {"seed": self.seed, "generator": self.generator.get_state()}
+        return {"seed": self.seed, "generator": self.generator.get_state(),
+                "transform": [r.get_state() for r in _random_states(self.transform)]}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue the stream from a :meth:`state_dict` (saved training runs use this)."""
         if state["seed"] != self.seed:
             raise ValueError(f"this sampler has seed {self.seed}; the saved state is of seed {state['seed']}.")
         self.generator.set_state(state["generator"])
+        for r, saved in zip(_random_states(self.transform), state.get("transform", [])):
+            r.set_state(saved)
 
     def normalize(self, images: ArrayLike) -> ArrayLike:
         """``(images - mean) / std`` as float32, for evaluation data; numpy in, numpy out."""
@@ -167,7 +195,20 @@ class PatchSampler:
         if m:
             centre = tuple(slice(m, m + p) for p in self.patch_size)
             x, y = x[(slice(None), slice(None)) + centre], y[(slice(None),) + centre]  # (B, C, *P), (B, *P)
+        if self.transform is not None:
+            x, y = self._apply_transform(x, y)
+        if self.regions is not None:
+            y = labels_to_regions(y, self.regions).float()  # (B, R, *P)
         return ((x - self.mean) / self.std).contiguous(), y.contiguous()
+
+    def _apply_transform(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each patch through ``transform`` as a dict; back to plain tensors (MONAI returns MetaTensors)."""
+        xs, ys = [], []
+        for image, label in zip(x, y):
+            out = self.transform({"image": image, "label": label[None].float()})
+            xs.append(torch.as_tensor(out["image"]).as_subclass(torch.Tensor).float())
+            ys.append(torch.as_tensor(out["label"]).as_subclass(torch.Tensor)[0].round().long())
+        return torch.stack(xs), torch.stack(ys)
 
     def _place_on_foreground(self, which: torch.Tensor, starts: list[torch.Tensor]) -> None:
         """Move some patches (probability ``foreground``) so that each holds a random foreground voxel."""

@@ -36,6 +36,7 @@ from .synthetic import GeneratedDataset, _spline_matrix
 __all__ = [
     "ORGAN_CLASSES",
     "MODALITIES",
+    "normalize_brain",
     "BRATS_CLASSES",
     "BRATS_REGIONS",
     "BRATS_LABEL_VALUES",
@@ -219,14 +220,30 @@ def make_organ_volume(
 
 
 def make_brats_volume(shape: Shape = 64, *, seed: int = 0, noise: float = 0.05,
-                      spacing: Union[float, Sequence[float]] = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                      spacing: Union[float, Sequence[float]] = 1.0, mimics: bool = True,
+                      enhancing: Optional[bool] = None) -> tuple[np.ndarray, np.ndarray]:
     """One BraTS-like volume: four modalities and a disjoint tumour label map.
+
+    With ``mimics`` the healthy brain holds what makes a threshold fail on real scans: each
+    tumour part has a healthy look-alike in the modality where it is brightest, and only the
+    other modalities (or the context) tell them apart, as in real MRI:
+
+    * cerebrospinal fluid (two ventricles and the sulci over the brain's surface): bright in T2
+      like oedema, but dark in FLAIR;
+    * white-matter hyperintensities (scattered blobs): as bright as oedema in T2 and FLAIR, but
+      close to white matter in T1 and T1c, where oedema is dark;
+    * vessels (thin tubes): bright in T1c like the enhancing rim, but dark in T2 (flow void).
 
     Args:
         shape: (D, H, W) in voxels, or one int for a cube.
         seed: the volume's seed.
         noise: standard deviation of the Gaussian noise.
         spacing: voxel size in mm along (D, H, W).
+        mimics: add the healthy look-alikes.
+        enhancing: whether the tumour has an enhancing rim. ``None`` (the default) draws it:
+            one tumour in five has none, like many lower-grade gliomas; there the whole core is
+            necrotic or non-enhancing, and BraTS scores an empty enhancing-tumour prediction
+            as a perfect Dice of 1 (and any enhancing voxel predicted as 0).
 
     Returns:
         ``image`` (4, D, H, W) float32, channels in :data:`MODALITIES` order, zero outside
@@ -247,28 +264,73 @@ def make_brats_volume(shape: Shape = 64, *, seed: int = 0, noise: float = 0.05,
     scale = fov.min() * rng.uniform(0.12, 0.17)
     core = _ellipsoid(grid, centre, scale * rng.uniform(0.8, 1.2, 3), _rotation(rng))
     core = core + 0.15 * _smooth_noise_3d(rng, dims, 6.0 / spacing_mm)
-    edema = _ellipsoid(grid, centre + rng.normal(0, 0.3 * scale, 3), 2.0 * scale * rng.uniform(0.8, 1.3, 3),
+    edema = _ellipsoid(grid, centre + rng.normal(0, 0.3 * scale, 3), 1.35 * scale * rng.uniform(0.8, 1.3, 3),
                        _rotation(rng)) + 0.25 * _smooth_noise_3d(rng, dims, 8.0 / spacing_mm)
     rim = rng.uniform(0.6, 0.8)  # necrosis is the core's inner part, the enhancing rim its shell
+    has_rim = rng.random() >= 0.2 if enhancing is None else bool(enhancing)
     label = np.zeros(dims, dtype=np.int64)
     label[(edema < 1) & brain] = 2
-    label[(core < 1) & brain] = 3
+    label[(core < 1) & brain] = 3 if has_rim else 1
     label[(core < rim) & brain] = 1
 
-    # Intensity of (grey matter, white matter, necrosis, edema, enhancing) in each modality.
-    contrast = {"T1": (0.55, 0.70, 0.25, 0.45, 0.50), "T1c": (0.55, 0.70, 0.25, 0.50, 1.00),
-                "T2": (0.60, 0.45, 0.90, 0.85, 0.65), "FLAIR": (0.55, 0.45, 0.55, 0.95, 0.70)}
+    # Healthy look-alikes (drawn first: the tumour overrides them where they meet).
+    healthy = np.zeros(dims, dtype=np.int64)  # 0 tissue, 1 CSF, 2 white-matter hyperintensity, 3 vessel
+    if mimics:
+        tumour = label > 0
+        side = rng.choice([-1.0, 1.0])
+        surface = brain & ~ndimage.binary_erosion(brain, iterations=2)
+        healthy[surface] = 1  # the CSF of the sulci, over the brain's surface
+        for offset in (-0.07, 0.07):  # two ventricles beside the midline
+            centre_v = np.array([0.0, 0.02 * side, offset]) * fov + rng.normal(0, 0.01, 3) * fov
+            healthy[(_ellipsoid(grid, centre_v, fov * np.array([0.16, 0.05, 0.035]) * rng.uniform(0.8, 1.2, 3),
+                                np.eye(3)) < 1) & brain] = 1
+        distance = ndimage.distance_transform_edt(~tumour, sampling=spacing_mm)
+        healthy[_blobs(rng, grid, spacing_mm, int(rng.integers(12, 20)), 0.09 * fov.min(), distance) & brain] = 2
+        for _ in range(int(rng.integers(3, 6))):  # long, thin ellipsoids: vessels
+            centre_t = np.array([grid[a].ravel()[v] for a, v in enumerate(inner[rng.integers(len(inner))])])
+            radii = np.array([0.35 * fov.min(), 1.1 * spacing_mm.max(), 1.1 * spacing_mm.max()]) * rng.uniform(0.8, 1.2, 3)
+            healthy[(_ellipsoid(grid, centre_t, radii, _rotation(rng)) < 1) & brain] = 3
+        healthy[tumour] = 0
+
+    # Intensity of (grey matter, white matter, necrosis, edema, enhancing, CSF, hyperintensity, vessel).
+    contrast = {"T1": (0.55, 0.70, 0.25, 0.48, 0.50, 0.20, 0.72, 0.50),
+                "T1c": (0.55, 0.70, 0.25, 0.47, 0.90, 0.20, 0.72, 0.95),
+                "T2": (0.60, 0.45, 0.90, 0.85, 0.65, 0.92, 0.85, 0.25),
+                "FLAIR": (0.60, 0.45, 0.55, 0.80, 0.70, 0.15, 0.80, 0.30)}
     images = []
     for name in MODALITIES:
-        grey, whitem, necrosis, oedema, enhancing = contrast[name]
+        grey, whitem, necrosis, oedema, enhancing, csf, hyper, vessel = contrast[name]
         tissue = np.where(white, whitem, grey).astype(np.float32)
+        tissue[healthy == 1], tissue[healthy == 2], tissue[healthy == 3] = csf, hyper, vessel
         tissue[label == 1], tissue[label == 2], tissue[label == 3] = necrosis, oedema, enhancing
         tissue = ndimage.gaussian_filter(tissue + 0.04 * _smooth_noise_3d(rng, dims, 3.0 / spacing_mm),
                                          sigma=0.7 / spacing_mm)
-        field = np.exp(0.2 * _smooth_noise_3d(rng, dims, 40.0 / spacing_mm))
+        field = np.exp(0.2 * _smooth_noise_3d(rng, dims, 25.0 / spacing_mm))
         image = tissue * field + noise * rng.standard_normal(dims, dtype=np.float32)
         images.append(np.where(brain, image, 0.0))
     return np.stack(images).astype(np.float32), label
+
+
+def normalize_brain(image: Union[np.ndarray, torch.Tensor]) -> Union[np.ndarray, torch.Tensor]:
+    """Each channel z-scored over the brain (its non-zero voxels); the background stays 0.
+
+    MRI intensities have no absolute unit, so every modality of every scan is normalised on
+    its own, and only inside the head: the zeros around it would drag the mean down. Equal to
+    MONAI's ``NormalizeIntensity(nonzero=True, channel_wise=True)`` (population std).
+
+    Shape:
+        (C, *S) -> (C, *S) float32, numpy in, numpy out.
+    """
+    is_tensor = isinstance(image, torch.Tensor)
+    values = image.detach().cpu().numpy() if is_tensor else np.asarray(image)
+    out = np.zeros(values.shape, dtype=np.float32)
+    for c, channel in enumerate(values):
+        inside = channel != 0
+        if inside.sum() < 2:
+            raise ValueError(f"channel {c} has fewer than two non-zero voxels; is it an empty or all-zero scan?")
+        brain = channel[inside].astype(np.float64)
+        out[c][inside] = (brain - brain.mean()) / max(brain.std(), 1e-8)
+    return torch.from_numpy(out) if is_tensor else out
 
 
 def brats_regions(label: Union[np.ndarray, torch.Tensor]) -> Union[np.ndarray, torch.Tensor]:

@@ -388,7 +388,7 @@ def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[s
     width_in, height_in = x_max - x_min, y_max - y_min
     fig_width = min(12.0, max(6.0, width_in + 0.3))  # at least as wide as a 3-column legend
     items = 5 + ("residual" in text)
-    columns = 5 if fig_width >= 8.5 and items == 5 else 3 if fig_width >= 8.5 else 2
+    columns = 5 if fig_width >= 8.5 and items == 5 else 3
     fig = Figure(figsize=(fig_width, height_in + 0.9 + 0.2 * math.ceil(items / columns)), dpi=100,
                  layout="constrained")
     ax = fig.add_subplot()
