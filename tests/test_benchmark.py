@@ -25,7 +25,7 @@ def test_a_changed_setting_makes_the_table_stale(lesson):
     module = import_module(f"unet_lessons.benchmark.{LESSONS[lesson]}")
     table = read_table(table_path(lesson))
     first = module.ARMS[0]
-    changed = dataclasses.replace(first, settings={**first.settings, "patch": first.settings["patch"] * 2})
+    changed = dataclasses.replace(first, settings={**first.settings, "a new setting": 1})
     assert stale_arms(table, (changed,) + tuple(module.ARMS[1:]), module.SHARED) == [first.name]
     assert stale_arms(table, module.ARMS, {**module.SHARED, "steps": module.SHARED["steps"] + 1}) == [
         arm.name for arm in module.ARMS]

@@ -160,11 +160,13 @@ def check_region_target(target: torch.Tensor, *, num_regions: Optional[int] = No
 def remove_small_region(regions: torch.Tensor, channel: int, min_voxels: int) -> torch.Tensor:
     """Empty region ``channel`` of every sample in which it holds fewer than ``min_voxels`` voxels.
 
-    No New-Net's post-processing (Isensee et al. 2018): a small predicted enhancing tumour is
-    more often a false positive in a tumour without any (BraTS then scores an enhancing Dice of
-    0 instead of 1) than a real one, so it is replaced by necrosis. With nested regions that is
-    emptying the enhancing channel: its voxels stay in the tumour core, so they become core that
-    does not enhance. The authors choose the threshold on their training data.
+    The post-processing of small enhancing tumours in the nnU-Net team's BraTS code (``nnunet/
+    dataset_conversion/Task082_BraTS_2020.py``; No New-Net's abstract names "a simple
+    postprocessing technique"): BraTS scores a tumour without enhancing rim as a perfect
+    enhancing Dice of 1 when none is predicted and 0 when any voxel is, so a small predicted
+    enhancing tumour is replaced by non-enhancing core. With nested regions that is emptying
+    the enhancing channel: its voxels stay in the tumour core. The threshold is chosen on the
+    training cases.
 
     Shape:
         (B, R, *S) binary -> (B, R, *S), a copy.

@@ -17,10 +17,10 @@ ANSWERS = {
     "brats_dice": "2|P∩T| / (|P| + |T|), and 1 when both are empty. Without that rule the Dice is 0/0 on a "
                   "tumour without enhancing rim; BraTS decides it is a perfect answer when nothing is "
                   "predicted, and 0 when anything is. One false voxel then costs the whole case, which is "
-                  "why the post-processing of section 8 exists.",
+                  "why the post-processing of section 10 exists.",
     "remove_small_enhancing": "Count the enhancing voxels of each sample and empty the channel where the count "
                               "is below the threshold; the voxels stay in the tumour core, so they become core "
-                              "that does not enhance, as the paper's replacement by necrosis does.",
+                              "that does not enhance, as the replacement by necrosis in the nnU-Net team's BraTS code does.",
     "mirrored_probabilities": "The network is not equivariant to flips (its weights are not symmetric), so the "
                               "8 mirrored predictions differ; flipped back and averaged, their errors partly "
                               "cancel. It costs 8 forward passes. Averaging probabilities, not thresholded "

@@ -144,7 +144,8 @@ def predict_regions(model: nn.Module, images: np.ndarray, *, mode: str = "gaussi
 
 
 def choose_postprocess_threshold(model: nn.Module, data: dict) -> int:
-    """The enhancing-tumour size below which it is removed, chosen on the training volumes (as the authors did)."""
+    """The enhancing-tumour size below which it is removed, chosen on the training volumes (as nnU-Net's BraTS
+    code chooses it on its training cases)."""
     regions = predict_regions(model, data["train_images"])
     truth = labels_to_regions(torch.from_numpy(data["train_labels"]))
     scores = [float(dice_per_region(remove_small_region(regions, 2, t), truth, per_sample=True)[:, 2].mean())
