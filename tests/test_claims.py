@@ -25,7 +25,8 @@ def _ledger():
 def test_verdicts_come_from_the_measurement():
     verdicts = [claim.verdict for claim in _ledger().claims]
     assert verdicts == ["reproduced", "contradicted at this budget", "reproduced", "not measured"]
-    assert "seeds agree in sign: 2 of 2" in _ledger().claims[0].note
+    assert _ledger().claims[0].note == "A > B in 2 of 2 seeds"
+    assert _ledger().claims[1].note == "A > B in 0 of 2 seeds"
 
 
 def test_the_table_shows_html_markdown_and_carries_json_rows():

@@ -93,8 +93,8 @@ class ClaimLedger:
         """
         difference = paired_difference(a, b)
         result = verdict(difference, seed_differences)
-        agree = sum(np.sign(d) == np.sign(difference.mean) for d in seed_differences)
-        note = (f"seeds agree in sign: {agree} of {len(seed_differences)}" if len(seed_differences)
+        above = sum(d > 0 for d in seed_differences)
+        note = (f"A > B in {above} of {len(seed_differences)} seeds" if len(seed_differences)
                 else "one live run; no stored seed spread")
         ours = ours or f"{names[0]} {np.mean(a):.3f} vs {names[1]} {np.mean(b):.3f} ({metric})"
         return self._add(Claim(claim, source, cell, ours, paper, f"A−B {difference}", result, note))

@@ -66,6 +66,8 @@ class SliceViewer:
         spacing: voxel size along (D, H, W); slices are stretched to the right aspect.
         title: shown above the controls.
         display_size: about how many screen pixels the longer side of a panel gets.
+        channel: the channel shown first, in the widget and in the static montage (e.g. the
+            modality where the structure of interest shows best).
 
     Example:
         >>> SliceViewer(image, label=label, predictions={"3D": p3d, "2D": p2d}, class_names=names)
@@ -75,7 +77,7 @@ class SliceViewer:
                  *, predictions: Optional[Mapping[str, ArrayLike]] = None, class_names: Optional[Sequence[str]] = None,
                  channel_names: Optional[Sequence[str]] = None, spacing: Sequence[float] = (1.0, 1.0, 1.0),
                  title: Optional[str] = None, display_size: int = 256,
-                 region_names: Optional[Sequence[str]] = None) -> None:
+                 region_names: Optional[Sequence[str]] = None, channel: int = 0) -> None:
         volume = _as_numpy(image).astype(np.float32)
         if volume.ndim == 3:
             volume = volume[None]
@@ -98,6 +100,9 @@ class SliceViewer:
         if len(self.spacing) != 3 or min(self.spacing) <= 0:
             raise ValueError(f"spacing must be three positive voxel sizes (D, H, W); got {spacing!r}.")
         self.title, self.display_size = title, display_size
+        if not 0 <= channel < len(volume):
+            raise ValueError(f"channel {channel} does not exist; the image has channels 0..{len(volume) - 1}.")
+        self.channel = int(channel)
         # A fixed grey window per channel, from the whole volume, so that slices are comparable.
         self.windows = [tuple(np.percentile(channel, (1, 99))) for channel in volume]
         self._widget: Optional[widgets.Widget] = None
@@ -199,10 +204,18 @@ class SliceViewer:
                     layers += [(enlarge(mask), ERROR_COLOURS[kind], "fill" if error_map == "both" else overlay)
                                for kind, mask in masks.items()]
                 if not error_map or error_map == "both" or name == "label" or label_slice is None:
-                    layers += [(enlarge(mask), colour, overlay) for mask, colour in self._masks(volume, index, a)]
+                    masks = self._masks(volume, index, a)
+                    # Nested regions share borders (the tumour core's edge is the enhancing rim's outer edge):
+                    # every region but the last is outlined just outside itself, the last just inside, so that
+                    # each outline shows.
+                    sides = (["outside"] * (len(masks) - 1) + ["outline"]) if regions and overlay == "outline" \
+                        else [overlay] * len(masks)
+                    layers += [(enlarge(mask), colour, side) for (mask, colour), side in zip(masks, sides)]
                 for mask, colour, style in layers:
                     if style == "outline":  # two pixels wide, so that it shows at any zoom
                         mask = mask & ~self._interior(self._interior(mask))
+                    elif style == "outside":  # the two pixels around the mask
+                        mask = ~mask & ~self._interior(self._interior(~mask))
                     alpha = 0.55 if style == "fill" and error_map == "both" else opacity
                     frame[mask] = (1 - alpha) * frame[mask] + alpha * colour
             frames.append(frame)
@@ -249,14 +262,16 @@ class SliceViewer:
         """
         axis = state.pop("axis", "axial")
         state.pop("index", None)
+        state.setdefault("channel", self.channel)
         errors = self.label is not None and bool(self.predictions)
         state.setdefault("error_map", "both" if errors else False)
         font = ImageFont.load_default(size=13)
         line, margin, gap = 20, 76, 8                    # a text line; room for the row labels; above the legend
-        top = line * (2 if self.title else 1)            # the title and the panel names
+        heading = " · ".join(part for part in (self.title, f"channel: {self.channel_names[state['channel']]}"
+                                                                if len(self.image) > 1 else None) if part)
+        top = line * (2 if heading else 1)               # the title and the panel names
         items = self._legend(errors)
-        length = self.shape[AXES[axis]]
-        indices = np.linspace(0, length - 1, count + 2).round().astype(int)[1:-1]
+        indices = self._montage_slices(AXES[axis], count)
         room = max_height - top - gap - 2 * line - (count - 1) * _SEPARATOR  # assume two legend lines
         saved_size, self.display_size = self.display_size, max(1, min(self.display_size, room // count))
         try:
@@ -290,8 +305,8 @@ class SliceViewer:
         height = rows[0].shape[0]
         canvas = Image.new("RGB", (width, total_height(height, width)), "white")
         draw = ImageDraw.Draw(canvas)
-        if self.title:
-            draw.text((margin, 2), self.title, fill="black", font=font)
+        if heading:
+            draw.text((margin, 2), heading, fill="black", font=font)
         panels = self._panels()
         panel_width = (rows[0].shape[1] - _SEPARATOR * (len(panels) - 1)) / len(panels)
         for p, (name, _) in enumerate(panels):
@@ -313,6 +328,18 @@ class SliceViewer:
                 x += widths[i]
             y += line
         return np.asarray(canvas)
+
+    def _montage_slices(self, axis: int, count: int) -> np.ndarray:
+        """``count`` evenly spaced slice indices: through the labelled part when there is a label, else the volume."""
+        first, last = 0, self.shape[axis] - 1
+        if self.label is not None:
+            labelled = self.label.any(0) if self.region_names is not None else self.label > 0
+            hit = np.nonzero(labelled.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+            if len(hit):
+                first, last = int(hit[0]), int(hit[-1])
+                return np.linspace(first, last, count + 2).round().astype(int)[1:-1] if last - first >= count + 1 \
+                    else np.linspace(first, last, count).round().astype(int)
+        return np.linspace(first, last, count + 2).round().astype(int)[1:-1]
 
     def _legend(self, errors: bool) -> list[tuple[str, np.ndarray, bool]]:
         """(text, colour, filled) for every outline colour the montage can show, then the error colours."""
@@ -350,7 +377,8 @@ class SliceViewer:
             "axis": widgets.ToggleButtons(options=list(AXES), value="axial", description="axis"),
             "slice": widgets.IntSlider(value=middle, min=0, max=self.shape[0] - 1, description="slice",
                                        continuous_update=True),
-            "channel": widgets.Dropdown(options=self.channel_names, value=self.channel_names[0], description="channel"),
+            "channel": widgets.Dropdown(options=self.channel_names, value=self.channel_names[self.channel],
+                                        description="channel"),
             "overlay": widgets.ToggleButtons(options=["none", "outline", "fill"], value="outline", description="overlay"),
             "opacity": widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="opacity"),
             "error_map": widgets.Checkbox(value=False, description="error map (FP magenta, FN cyan)",
