@@ -131,6 +131,11 @@ def test_sampler_with_monai_transforms_and_region_targets():
     assert x.shape == (3, 4, 16, 16, 16) and y.shape == (3, 3, 16, 16, 16) and y.dtype == torch.float32
     assert type(x) is torch.Tensor and (y[:, 0] >= y[:, 1]).all() and (y[:, 1] >= y[:, 2]).all()
     state = sampler.state_dict()
+    import io
+    buffer = io.BytesIO()
+    torch.save(state, buffer)   # saved runs read it back with weights_only=True
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
     expected = next(sampler)
     sampler.load_state_dict(state)   # the MONAI transform's random state comes back with the sampler's
     again = next(sampler)

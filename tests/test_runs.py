@@ -109,3 +109,30 @@ def test_the_default_folder_is_outside_the_repository(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     runs.use_saved_runs("off")
     assert runs.run_directory() == tmp_path / "unet-lessons" / "runs"
+
+
+def test_a_run_with_monai_augmentation_and_region_targets_loads(run_dir, capsys):
+    # Lesson 06: the sampler's state holds MONAI's NumPy random states; the saved file must still load
+    # with torch.load(weights_only=True), or every browser run would silently train again.
+    from monai.transforms import Compose, RandFlipd
+
+    from unet_lessons.data import make_brats_volume
+    from unet_lessons.losses import RegionDiceBCELoss
+    from unet_lessons.models import NoNewNet
+    from unet_lessons.targets import BRATS_REGION_CLASSES
+
+    image, label = make_brats_volume(16, seed=0)
+
+    def train():
+        torch.manual_seed(0)
+        sampler = PatchSampler(image[None], label[None], patch_size=16, batch_size=1, augment=False, mean=0.0, std=1.0,
+                               transform=Compose([RandFlipd(["image", "label"], prob=0.5, spatial_axis=0)]),
+                               regions=BRATS_REGION_CLASSES)
+        return fit(NoNewNet(4, 3, width=2, depth=1), sampler, RegionDiceBCELoss(),
+                   TrainConfig(steps=2, progress=False, device="cpu", collapse_check=False), run="regions")
+
+    runs.use_saved_runs("refresh", run_dir)
+    trained = train()
+    runs.use_saved_runs("reuse", run_dir)
+    capsys.readouterr()
+    assert train() == trained and "Loaded saved run 'regions'" in capsys.readouterr().out

@@ -155,16 +155,18 @@ class PatchSampler:
 
     def state_dict(self) -> dict:
         """Where the stream is: restoring it (:meth:`load_state_dict`) continues with the same batches."""
-        return {"seed": self.seed, "generator": self.generator.get_state(),
-                "transform": [r.get_state() for r in _random_states(self.transform)]}
+        # NumPy states as tensors and plain values: saved runs are read with torch.load(weights_only=True).
+        transform = [(kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))
+                     for kind, keys, pos, has_gauss, gauss in (r.get_state() for r in _random_states(self.transform))]
+        return {"seed": self.seed, "generator": self.generator.get_state(), "transform": transform}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue the stream from a :meth:`state_dict` (saved training runs use this)."""
         if state["seed"] != self.seed:
             raise ValueError(f"this sampler has seed {self.seed}; the saved state is of seed {state['seed']}.")
         self.generator.set_state(state["generator"])
-        for r, saved in zip(_random_states(self.transform), state.get("transform", [])):
-            r.set_state(saved)
+        for r, (kind, keys, pos, has_gauss, gauss) in zip(_random_states(self.transform), state.get("transform", [])):
+            r.set_state((kind, np.asarray(keys).astype(np.uint32), pos, has_gauss, gauss))
 
     def normalize(self, images: ArrayLike) -> ArrayLike:
         """``(images - mean) / std`` as float32, for evaluation data; numpy in, numpy out."""
