@@ -58,11 +58,18 @@ def test_activations_scale_with_batch_and_voxels():
     assert 8 * flat.activations < one.activations < 16 * flat.activations
 
 
+def test_a_dense_layer_keeps_its_input():
+    # (B, 64) in, (B, 10) out: the input is saved for the weight gradient, the output kept by the loss.
+    estimate = estimate_memory(nn.Linear(64, 10), (64,), batch_size=3)
+    assert estimate.activations == 4 * 3 * (64 + 10)
+    assert estimate.parameters == 4 * (64 * 10 + 10)
+
+
 def test_bad_input_and_unknown_layers_are_refused():
     with pytest.raises(ValueError, match="5-D input"):
         estimate_memory(UNet(1, 2, spatial_dims=3, features=(4, 8)), (1, 16, 16))
-    with pytest.raises(ValueError, match="Softplus"):
-        estimate_memory(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Softplus()), (1, 8, 8))
+    with pytest.raises(ValueError, match="Hardswish"):
+        estimate_memory(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Hardswish()), (1, 8, 8))
     with pytest.raises(ValueError, match="optimizer"):
         estimate_memory(nn.Conv2d(1, 2, 3), (1, 8, 8), optimizer="lion")
     with pytest.raises(ValueError, match="module:Class"):

@@ -6,7 +6,7 @@ Memory Cost", Section 2, describe the same accounting):
 * the **parameters**, their **gradients**, and the **optimizer state** (Adam: two running
   averages per parameter; SGD with momentum: one; plain SGD: none);
 * the **activations saved for the backward pass**. Autograd keeps what each layer needs to
-  compute its gradients: a convolution keeps its input (for the weight gradient), a
+  compute its gradients: a convolution or a dense layer keeps its input (for the weight gradient), a
   normalisation layer its input, a ReLU its output, a max-pooling its input and the int64
   indices of its maxima, the loss its softmax. Concatenation and interpolation keep nothing
   large. Tensors shared between layers (an in-place ReLU writes into the normalisation's
@@ -48,9 +48,9 @@ _MIB = 2**20
 
 # Layers and what autograd saves for their backward pass.
 _SAVES_INPUT = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
-                nn.GroupNorm, nn.LayerNorm, nn.PReLU, nn.LeakyReLU, nn.ELU)
+                nn.GroupNorm, nn.LayerNorm, nn.PReLU, nn.LeakyReLU, nn.ELU, nn.Linear, nn.Softplus)
 _SAVES_OUTPUT = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.Softmax)
-_SAVES_NOTHING = (nn.Upsample, nn.Identity, nn.Dropout, nn.modules.pooling._AvgPoolNd)
+_SAVES_NOTHING = (nn.Upsample, nn.Identity, nn.modules.dropout._DropoutNd, nn.modules.pooling._AvgPoolNd)
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,11 @@ def estimate_memory(model: nn.Module, input_shape: Sequence[int], batch_size: in
         for handle in handles:
             handle.remove()
     # Deep supervision (UNet++) gives one output per head, and the loss keeps tensors for each.
-    outputs = unpack_output(output).all_heads
-    activations = sum(saved.values()) + loss_tensors * sum(_tensor_bytes(output) for output in outputs)
+    unpacked = unpack_output(output)
+    # Every other tensor the model returns (e.g. a VAE's reconstruction) is kept by the loss it enters.
+    extras = sum(_tensor_bytes(t) for t in unpacked.extras.values() if isinstance(t, torch.Tensor) and t.dim())
+    activations = (sum(saved.values()) + extras
+                   + loss_tensors * sum(_tensor_bytes(output) for output in unpacked.all_heads))
     return MemoryEstimate(parameters=parameter_bytes, gradients=parameter_bytes,
                           optimizer_state=_OPTIMIZER_STATES[optimizer] * parameter_bytes,
                           activations=activations, workspace=workspace)

@@ -36,7 +36,7 @@ __all__ = ["Arm", "StoredTable", "config_hash", "write_table", "read_table", "RE
 #: Where the stored tables live (next to the lessons, so that a lesson reads ``results/...``).
 RESULTS = Path(__file__).resolve().parents[2] / "notebooks" / "results"
 #: Lesson number -> module name in this package.
-LESSONS = {"04": "lesson04", "06": "lesson06"}
+LESSONS = {"04": "lesson04", "06": "lesson06", "07": "lesson07"}
 
 
 @dataclass(frozen=True)

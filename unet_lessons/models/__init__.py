@@ -14,13 +14,14 @@ import torch.nn as nn
 from .adapters import OutputAdapter
 from .base import FEATURE_SCHEMES, ModelOutput, SegmentationModel, unpack_output
 from .fcn import FCN, FCN32sSeed, VGGClassifier, VGGEncoder, convolutionalize
+from .myronenko import MyronenkoNet
 from .nonewnet import NoNewNet
 from .unet import UNET_PRESETS, UNet
 from .unetpp import UNetPlusPlus
 from .vnet import VNET_PRESETS, VNet
 
 __all__ = ["MODELS", "build_model", "SegmentationModel", "ModelOutput", "unpack_output", "FEATURE_SCHEMES",
-           "OutputAdapter", "UNet", "NoNewNet", "UNET_PRESETS", "VNet", "VNET_PRESETS", "UNetPlusPlus", "FCN", "FCN32sSeed", "VGGEncoder", "VGGClassifier", "convolutionalize"]
+           "OutputAdapter", "UNet", "NoNewNet", "MyronenkoNet", "UNET_PRESETS", "VNet", "VNET_PRESETS", "UNetPlusPlus", "FCN", "FCN32sSeed", "VGGEncoder", "VGGClassifier", "convolutionalize"]
 
 #: name -> a SegmentationModel class. Every entry is tested against the contract by tests/test_contract.py.
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -29,6 +30,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "vnet": VNet,
     "unetpp": UNetPlusPlus,
     "nonewnet": NoNewNet,
+    "myronenko": MyronenkoNet,
 }
 
 

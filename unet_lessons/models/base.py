@@ -13,7 +13,8 @@ network that follows it works with all of them, and no tool names a model class.
 * ``arguments``: the constructor's arguments as a plain dict, by name, with the defaults
   filled in and old argument names replaced by new ones (``UNet(1, 2, base_features=8)``
   records ``{"in_channels": 1, "out_channels": 2, "width": 8, ...}``);
-* ``feature_scheme``: which keys ``forward_features`` returns (:data:`FEATURE_SCHEMES`).
+* ``feature_scheme``: which keys ``forward_features`` returns (:data:`FEATURE_SCHEMES`);
+* ``skip_join``: how a decoder level joins its skip, ``"concat"`` (U-Net) or ``"add"`` (Myronenko 2018).
 
 **Methods**: ``output_size(n)`` (the output length of an axis of input length ``n``, or
 ``None`` if the model cannot take it), ``valid_sizes(lo, hi)``, ``check_input(x)``,
@@ -313,12 +314,14 @@ class SegmentationModel(nn.Module):
         feature_scheme: a key of :data:`FEATURE_SCHEMES`.
         spatial_dims_supported: the ``spatial_dims`` the model can be built with.
         argument_aliases: old argument name -> new name; the constructor accepts both.
+        skip_join: ``"concat"`` or ``"add"``: how the decoder joins a skip (the diagram draws it).
         example_arguments: small configurations that together reach every code path the
             tools see (e.g. valid padding, deep supervision); the registry-wide tests build
             each with a tiny ``width``, so a new model is tested without new test code.
     """
 
     feature_scheme: ClassVar[str] = "encoder_decoder"
+    skip_join: ClassVar[str] = "concat"
     spatial_dims_supported: ClassVar[tuple[int, ...]] = (2, 3)
     argument_aliases: ClassVar[dict[str, str]] = {}
     example_arguments: ClassVar[tuple[dict, ...]] = ({},)

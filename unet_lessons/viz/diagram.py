@@ -12,7 +12,7 @@ milliseconds and the diagram can never disagree with the code. Built in
 
 Layout (as in the paper): row ``l`` holds level ``l``. On the encoder side a row shows
 the stage input (the image, or the max-pooled map) and, after the double conv, the stage
-output; on the decoder side the concatenation (white: copied encoder map, blue: the
+output; on the decoder side the join, concatenated or added (white: copied encoder map, blue: the
 upsampled map) and the stage output. Box height grows with log2 of the spatial size,
 box width with log2 of the channels.
 """
@@ -151,7 +151,8 @@ def unet_diagram_data(model: nn.Module, input_shape: Sequence[int]) -> list[dict
             else:  # not a U-Net we know: assume channels kept and the size doubled
                 up_channels, up_spatial = previous["channels"], tuple(2 * s for s in previous["spatial"])
             concat = up_spatial if padding == "valid" else skip["spatial"]
-            stage.update(column="decoder", level=level, in_channels=skip["channels"] + up_channels,
+            joined = skip["channels"] if model.skip_join == "add" else skip["channels"] + up_channels
+            stage.update(column="decoder", level=level, in_channels=joined,
                          in_spatial=tuple(concat), skip_channels=skip["channels"], up_channels=up_channels,
                          up_spatial=up_spatial)
         elif name == "logits":
@@ -192,6 +193,8 @@ def _layer_text(layer: Optional[nn.Module], cube) -> str:
         return f"down-conv {cube(_first(layer.kernel_size))}, stride {_first(layer.stride)}"
     if isinstance(layer, nn.Upsample):
         return f"{layer.mode} ×2"
+    if isinstance(layer, nn.modules.conv._ConvNd):
+        return f"conv {cube(_first(layer.kernel_size))}"
     return "downsampling" if layer is not None else "?"
 
 
@@ -221,13 +224,26 @@ def _down_layers(model: nn.Module) -> list[nn.Module]:
     return [paths[name][0] for name in names if paths[name] and _is_down(paths[name][0])]
 
 
+def _resampling_end(path: Sequence[nn.Module]) -> int:
+    """How many leading layers of a stage's path resample: a down-layer, or an upsampling layer with the
+    1×1 convolutions before it (Myronenko's "conv 1×1×1, then linear upsampling")."""
+    if path and _is_down(path[0]):
+        return 1
+    for index, layer in enumerate(path):
+        if isinstance(layer, _UPS):
+            return index + 1
+        if not (isinstance(layer, nn.modules.conv._ConvNd) and max(_tuple(layer.kernel_size)) == 1):
+            return 0
+    return 0
+
+
 def conv_counts(model: nn.Module) -> dict[str, int]:
-    """Convolutions per stage, not counting the stage's down- or up-sampling layer (``stage_paths``)."""
+    """Convolutions per stage, not counting the stage's down- or up-sampling layers (``stage_paths``)."""
     counts = {}
     for name, path in model.stage_paths().items():
         if name == "logits":
             continue
-        layers = path[1:] if path and (_is_down(path[0]) or isinstance(path[0], _UPS)) else path
+        layers = path[_resampling_end(path):]
         counts[name] = sum(1 for m in layers if isinstance(m, nn.modules.conv._ConvNd))
     return counts
 
@@ -249,7 +265,7 @@ def _describe(model: nn.Module, spatial_dims: int) -> dict[str, str]:
     stages, paths = model.stage_modules(), model.stage_paths()
     everything = [m for name, modules in stages.items() if name != "logits" for module in modules
                   for m in module.modules()]
-    stage_convs = [m for name, path in paths.items() if name != "logits" for m in path
+    stage_convs = [m for name, path in paths.items() if name != "logits" for m in path[_resampling_end(path):]
                    if isinstance(m, nn.modules.conv._ConvNd) and not _is_down(m) and not isinstance(m, _UPS)]
     kernels = sorted({_first(m.kernel_size) for m in stage_convs})
     counts = set(conv_counts(model).values())
@@ -264,10 +280,11 @@ def _describe(model: nn.Module, spatial_dims: int) -> dict[str, str]:
     acts = sorted({type(m).__name__ for m in everything if isinstance(m, _ACTS)})
     below = "bottleneck" if model.depth == 1 else "enc1"
     down = paths[below][0] if paths[below] else None
-    up = paths[f"dec{model.depth - 1}"][0] if paths[f"dec{model.depth - 1}"] else None
+    up_path = paths[f"dec{model.depth - 1}"]
+    up_layers = up_path[:max(1, _resampling_end(up_path))] if up_path else [None]
     head = " + ".join(f"conv {cube(_first(m.kernel_size))}" for m in paths["logits"]) or "conv"
-    texts = {"conv": ", ".join(parts + norms + acts), "pool": _layer_text(down, cube), "up": _layer_text(up, cube),
-             "head": head}
+    texts = {"conv": ", ".join(parts + norms + acts), "pool": _layer_text(down, cube),
+             "up": ", then ".join(_layer_text(layer, cube) for layer in up_layers), "head": head}
     if residual_stages(model):
         texts["residual"] = "residual addition (stage input + output)"
     return texts
@@ -323,6 +340,10 @@ def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[s
     counts = conv_counts(model)
     show_counts = len(set(counts.values())) > 1
     residual = set(residual_stages(model))
+
+    def skip_text(cropped: bool) -> str:
+        words = "copy and crop" if cropped else "copy"
+        return words + (" and add (⊕)" if model.skip_join == "add" else "")
 
     def conv_arrow(start: tuple[float, float], end: tuple[float, float], stage: str) -> None:
         """The blue arrow of a stage's convolutions, with their count when stages differ and ⊕ when residual."""
@@ -389,6 +410,8 @@ def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[s
     fig_width = min(12.0, max(6.0, width_in + 0.3))  # at least as wide as a 3-column legend
     items = 5 + ("residual" in text)
     columns = 5 if fig_width >= 8.5 and items == 5 else 3
+    if max(len(t) for t in text.values()) > 40 and fig_width < 10:  # long entries would run off the figure
+        columns = 2
     fig = Figure(figsize=(fig_width, height_in + 0.9 + 0.2 * math.ceil(items / columns)), dpi=100,
                  layout="constrained")
     ax = fig.add_subplot()
@@ -434,7 +457,8 @@ def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[s
         rect(up, MAP_FILL)
         rect(dec, MAP_FILL)
         joined = _Box(skip.x, skip.y, skip.width + up.width, skip.height)
-        label(joined, f"{stage['skip_channels']}+{stage['up_channels']}", stage["in_spatial"], "above")
+        join = "⊕" if model.skip_join == "add" else "+"  # added maps, or the channels of a concatenation
+        label(joined, f"{stage['skip_channels']}{join}{stage['up_channels']}", stage["in_spatial"], "above")
         label(dec, str(stage["channels"]), stage["spatial"], "below")
         below = boxes["bottleneck" if level == depth - 1 else f"dec{level + 1}"]
         _arrow(ax, (below.centre, below.top), (up.centre, up.bottom), UP_COLOUR)
@@ -442,7 +466,7 @@ def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[s
         encoder = boxes[f"enc{level}"]
         cropped = tuple(stage["in_spatial"]) != tuple(by_name[f"enc{level}"]["spatial"])
         _arrow(ax, (encoder.right, encoder.y), (skip.x, skip.y), SKIP_COLOUR, lw=1.3)
-        ax.text((encoder.right + skip.x) / 2, encoder.y + 0.03, "copy and crop" if cropped else "copy",
+        ax.text((encoder.right + skip.x) / 2, encoder.y + 0.03, skip_text(cropped),
                 ha="center", va="bottom", fontsize=_FONT, color="#404040")
     rect(boxes["logits"], OUTPUT_FILL, "#a0522d")
     label(boxes["logits"], str(logits["channels"]), logits["spatial"], "right")
@@ -454,7 +478,7 @@ def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[s
                    for s in stages if s["column"] == "decoder")
     handles = [Line2D([], [], color=c, lw=2, label=t) for c, t in [
         (CONV_COLOUR, text["conv"]), (POOL_COLOUR, text["pool"]), (UP_COLOUR, text["up"]),
-        (SKIP_COLOUR, "copy and crop" if any_crop else "copy"), (HEAD_COLOUR, text["head"])]]
+        (SKIP_COLOUR, skip_text(any_crop)), (HEAD_COLOUR, text["head"])]]
     if "residual" in text:
         handles.append(Line2D([], [], color=RESIDUAL_COLOUR, lw=0, marker="$⊕$", markersize=9, label=text["residual"]))
     fig.legend(handles=handles, loc="outside lower center", ncol=columns, fontsize=8,
