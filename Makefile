@@ -111,7 +111,7 @@ test-browser: browser-setup data
 # Speed figures that do not belong in timed tests, and the stored benchmark tables of the
 # lessons (notebooks/results/): every arm and seed a lesson cannot train live. Same CPU
 # settings as the notebook tests. One lesson: make bench LESSONS=06.
-LESSONS ?= 04 06
+LESSONS ?= 04 06 07
 bench: setup
 	$(TEST_ENV) $(BIN)/python tests/benchmarks/bench_volumes.py
 	for lesson in $(LESSONS); do $(TEST_ENV) $(BIN)/python -m unet_lessons.benchmark $$lesson || exit 1; done

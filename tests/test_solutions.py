@@ -151,7 +151,7 @@ def test_lesson05_linear_cka_equals_the_package():
 
 
 def test_every_question_has_a_written_answer():
-    from solutions import lesson06
+    from solutions import lesson06, lesson07
 
     from unet_lessons.exercises import exercise_names
 
@@ -159,6 +159,9 @@ def test_every_question_has_a_written_answer():
                            ("lesson04", lesson04), ("lesson05", lesson05), ("lesson06", lesson06)]:
         assert sorted(f"{lesson}.{key}" for key in module.ANSWERS) == exercise_names(lesson)
         assert all(len(answer) > 60 for answer in module.ANSWERS.values())
+    # Lesson 07 also answers a question without a checker (why the branch should help).
+    assert set(exercise_names("lesson07")) == {f"lesson07.{key}" for key in lesson07.ANSWERS} - {"lesson07.why_vae_helps"}
+    assert all(len(answer) > 60 for answer in lesson07.ANSWERS.values())
 
 
 from solutions import lesson06  # noqa: E402
@@ -184,3 +187,23 @@ def test_lesson06_references_equal_the_package():
         mirrored = lesson06.mirrored_probabilities(model, x)
     torch.testing.assert_close(sliding_window_probabilities(model, x, roi_size=8, mirror_axes=(0, 1, 2)), mirrored,
                                rtol=1e-5, atol=1e-6)
+
+
+def test_lesson07_references_equal_the_package():
+    from solutions import lesson07
+
+    from unet_lessons.models import MyronenkoNet
+    from unet_lessons.models.myronenko import kl_divergence, vae_losses
+
+    generator = torch.Generator().manual_seed(0)
+    mean, std = torch.randn(2, 8, generator=generator), torch.rand(2, 8, generator=generator) + 0.1
+    torch.testing.assert_close(lesson07.kl_divergence(mean, std), kl_divergence(mean, std))
+    image = torch.randn(2, 4, 8, 8, 8, generator=generator)
+    reconstruction = image + 0.3 * torch.randn(image.shape, generator=generator)
+    l2, kl = vae_losses(image, reconstruction, mean, std)
+    torch.testing.assert_close(lesson07.vae_loss(image, reconstruction, mean, std), 0.1 * l2 + 0.1 * kl)
+    for size in ((160, 192, 128), (32, 32, 32), (8, 24, 8)):
+        with torch.device("meta"):
+            model = MyronenkoNet(4, 3, width=4, vae_input_size=size)
+        assert lesson07.dense_inputs(size, 3, 16) == model.vae_encode.in_features
+    assert lesson07.dense_inputs((160, 192, 128), 3, 16) == 15360
