@@ -1,4 +1,4 @@
-"""Myronenko's autoencoder-regularised network (``unet_lessons.models.myronenko``), against MONAI and Table 1's shapes."""
+"""Myronenko's network (``unet_lessons.models.myronenko``), against MONAI and Table 1's shapes."""
 
 import math
 
@@ -8,7 +8,7 @@ from torch.distributions import Normal, kl_divergence as torch_kl
 
 from unet_lessons.memory import estimate_memory
 from unet_lessons.models import MyronenkoNet, build_model, unpack_output
-from unet_lessons.models.myronenko import copy_weights_from_monai, kl_divergence, myronenko_kl, vae_losses
+from unet_lessons.models.myronenko import copy_weights_from_monai, kl_divergence, myronenko_kl
 from unet_lessons.train import TrainConfig, fit
 
 PAPER_CROP = (160, 192, 128)

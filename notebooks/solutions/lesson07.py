@@ -15,7 +15,7 @@ ANSWERS = {
                      "the standard normal, so that nearby codes decode to similar images and a code drawn from "
                      "N(0, 1) decodes to something image-like.",
     "vae_loss": "0.1 × the mean squared error plus 0.1 × (1/N) Σ(μ² + σ² − log σ² − 1). The paper's KL has no ½ "
-                "(it is twice the textbook divergence) and is divided by N, the number of voxels (4.0 million at "
+                "(it is twice the textbook divergence) and is divided by N, the number of voxels (3.9 million at "
                 "160×192×128), so at the paper's size it weighs very little against the reconstruction; at our "
                 "32³ patches N is 32,768 and it weighs 120 times more.",
     "dense_inputs": "The dense layer's input is the flattened VD map: 16 channels × (s / 2**depth / 2) per axis = "
@@ -29,6 +29,6 @@ ANSWERS = {
                      "above 0, but one seed of three disagrees at each size, and even 16 against 4 volumes is "
                      "inconclusive, so seed noise is as large as the effects. To settle it: more seeds (10 or more) "
                      "and more held-out volumes to narrow the intervals, training long enough to overfit the 4 "
-                     "volumes (the regime the paper describes), and the training-minus-held-out gap as the measure "
-                     "of overfitting alongside the Dice.",
+                     "volumes (the regime the paper's motivation is about), and the training-minus-held-out gap "
+                     "as the measure of overfitting alongside the Dice.",
 }

@@ -1,4 +1,4 @@
-"""Lesson 07 (Myronenko's autoencoder regularisation): with and without the VAE branch, on little and more data.
+"""Lesson 07 (Myronenko's autoencoder regularisation): with and without the VAE, on little and more data.
 
 The paper adds its VAE branch "Due to a limited training dataset size". The arms test that
 motivation at this budget: the same network trained with and without the branch, on 4
@@ -10,7 +10,8 @@ modality z-scored over the brain; 12 held-out volumes. The network is
 :class:`~unet_lessons.models.MyronenkoNet` of width 8 (the paper: 32) on 32³ patches, two per
 batch, with the paper's soft Dice (squared denominators) on the three regions, its loss weights
 (0.1, 0.1), its augmentation (per-channel intensity scale and shift, mirroring) and Adam with
-its polynomial schedule, at a CPU learning rate (1e-3; at 3e-3 a run with the VAE on 16 volumes collapsed to predicting nothing). Every arm is scored on the held-out volumes by
+its polynomial schedule, at a CPU learning rate (1e-3; at 3e-3 a run with the VAE on 16 volumes
+collapsed to predicting nothing). Every arm is scored on the held-out volumes by
 Dice per region (sliding window, the VAE branch off as at test time), and on its own training
 volumes, to show the gap between the two.
 """

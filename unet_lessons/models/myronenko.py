@@ -26,8 +26,8 @@ Where this differs from the paper, and why:
 * ``L_L2`` is the *mean* squared error over the input's values. The paper writes the squared
   L2 norm ||I_input − I_pred||²₂, which read as a sum over the 4×160×192×128 values is
   ~10⁷ times larger than the Dice loss; MONAI's ``SegResNetVAE`` uses the mean as well.
-* The standard deviations pass through a softplus to be positive (the paper does not say
-  how; MONAI does the same when it estimates them).
+* The standard deviations pass through a softplus to be positive, as in MONAI when it
+  estimates them (reimplementations differ here).
 * The dense layer fixes the VAE's input size, ``vae_input_size``. In training the model
   refuses other sizes with a message; in evaluation the branch is not run (the paper uses
   it for training only), so the network segments any size that is a multiple of 2**depth.
@@ -98,7 +98,7 @@ class _Upsize(nn.Sequential):
 
 
 class MyronenkoNet(SegmentationModel):
-    """Myronenko (2018): a residual encoder, a light additive decoder and, in training, a VAE that reconstructs the input.
+    """Myronenko (2018): a residual encoder, an additive decoder and, in training, a VAE that redraws the input.
 
     Args:
         in_channels: input channels (4 MRI modalities).
@@ -108,7 +108,8 @@ class MyronenkoNet(SegmentationModel):
         blocks_down: residual blocks per encoder level (1, 2, 2, 4); ``len - 1`` downsamplings.
         blocks_up: blocks per decoder level, bottom up (1, 1, 1).
         norm: ``"group"`` (8 groups, fewer when a level has fewer channels), or another norm.
-        dropout: spatial dropout after the initial convolution (0.2, as MONAI's SegResNet example; the paper's rate is checked in the lesson).
+        dropout: spatial dropout after the initial convolution; 0.2, the rate of the Keras
+            reimplementation we read (not checked against the paper's text).
         vae_input_size: the input size the VAE branch is built for (its dense layers fix it),
             e.g. ``(160, 192, 128)``; ``None`` builds the network without the VAE (MONAI's ``SegResNet``).
         latent_size: the dimension of the latent vector (128 in the paper).
@@ -220,7 +221,8 @@ class MyronenkoNet(SegmentationModel):
 
     # ----- forward -------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
-        """Every stage's output: ``enc0`` … ``enc{depth-1}``, ``bottleneck``, ``dec{depth-1}`` … ``dec0``, ``logits``."""
+        """Every stage's output: ``enc0`` … ``enc{depth-1}``, ``bottleneck``, ``dec{depth-1}`` … ``dec0``,
+        ``logits``."""
         self.check_input(x)
         feats: OrderedDict[str, torch.Tensor] = OrderedDict()
         h = self.dropout(self.init_conv(x))  # (B, F0, *S)

@@ -283,7 +283,11 @@ def _describe(model: nn.Module, spatial_dims: int) -> dict[str, str]:
     up_path = paths[f"dec{model.depth - 1}"]
     up_layers = up_path[:max(1, _resampling_end(up_path))] if up_path else [None]
     head = " + ".join(f"conv {cube(_first(m.kernel_size))}" for m in paths["logits"]) or "conv"
-    texts = {"conv": ", ".join(parts + norms + acts), "pool": _layer_text(down, cube),
+    # Pre-activation blocks (norm, act, then conv; Myronenko 2018) are described in that order.
+    pre_activation = any(getattr(m, "order", None) == "norm_act_conv" for m in everything)
+    conv_text = (", ".join(norms + acts) + ", then " + ", ".join(parts) + " (pre-activation)" if pre_activation
+                 else ", ".join(parts + norms + acts))
+    texts = {"conv": conv_text, "pool": _layer_text(down, cube),
              "up": ", then ".join(_layer_text(layer, cube) for layer in up_layers), "head": head}
     if residual_stages(model):
         texts["residual"] = "residual addition (stage input + output)"
