@@ -103,3 +103,14 @@ def test_datasets_index_deterministic_items():
     assert image.shape == (4, 16, 24, 24) and regions.shape == (3, 16, 24, 24) and regions.dtype == torch.float32
     with pytest.raises(IndexError):
         organs[3]
+
+
+def test_make_brats_volumes_stacks_normalised_volumes_in_seed_order():
+    from unet_lessons.data import make_brats_volumes, normalize_brain
+
+    images, labels = make_brats_volumes(24, [3, 1])
+    assert images.shape == (2, 4, 24, 24, 24) and labels.shape == (2, 24, 24, 24) and images.dtype == np.float32
+    for n, seed in enumerate([3, 1]):
+        image, label = make_brats_volume(24, seed=seed)
+        np.testing.assert_array_equal(images[n], normalize_brain(image))
+        np.testing.assert_array_equal(labels[n], label)

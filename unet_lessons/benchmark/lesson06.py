@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..data import BRATS_REGIONS, PatchSampler, make_brats_volume, normalize_brain
+from ..data import BRATS_REGIONS, PatchSampler, make_brats_volumes
 from ..inference import sliding_window_probabilities
 from ..losses import DiceCELoss, RegionDiceBCELoss
 from ..metrics import dice_per_region, hausdorff95_per_region
@@ -57,15 +57,9 @@ ARMS = (
 ARM = {arm.name: arm for arm in ARMS}
 
 
-def make_volumes(seeds) -> tuple[np.ndarray, np.ndarray]:
-    """Volumes (N, 4, D, H, W), each modality z-scored over the brain, and labels (N, D, H, W)."""
-    pairs = [make_brats_volume(SHARED["volume"], seed=s) for s in seeds]
-    return np.stack([normalize_brain(image) for image, _ in pairs]), np.stack([label for _, label in pairs])
-
-
 def make_data() -> dict[str, Any]:
-    train_images, train_labels = make_volumes(SHARED["train_volumes"])
-    test_images, test_labels = make_volumes(SHARED["test_volumes"])
+    train_images, train_labels = make_brats_volumes(SHARED["volume"], SHARED["train_volumes"])
+    test_images, test_labels = make_brats_volumes(SHARED["volume"], SHARED["test_volumes"])
     return dict(train_images=train_images, train_labels=train_labels, test_images=test_images,
                 test_labels=test_labels)
 

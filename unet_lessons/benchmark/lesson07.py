@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..data import BRATS_REGIONS, PatchSampler, make_brats_volume, normalize_brain
+from ..data import BRATS_REGIONS, PatchSampler, make_brats_volumes
 from ..inference import sliding_window_probabilities
 from ..losses import RegionDiceLoss
 from ..metrics import dice_per_region
@@ -56,16 +56,10 @@ ARMS = (
 ARM = {arm.name: arm for arm in ARMS}
 
 
-def make_volumes(seeds) -> tuple[np.ndarray, np.ndarray]:
-    """Volumes (N, 4, D, H, W), each modality z-scored over the brain, and labels (N, D, H, W)."""
-    pairs = [make_brats_volume(SHARED["volume"], seed=s) for s in seeds]
-    return np.stack([normalize_brain(image) for image, _ in pairs]), np.stack([label for _, label in pairs])
-
-
 def make_data() -> dict[str, Any]:
     """The 16 training volumes (an arm takes the first 4 or all 16) and the 12 held-out ones."""
-    train_images, train_labels = make_volumes(TRAIN_POOL)
-    test_images, test_labels = make_volumes(SHARED["test_volumes"])
+    train_images, train_labels = make_brats_volumes(SHARED["volume"], TRAIN_POOL)
+    test_images, test_labels = make_brats_volumes(SHARED["volume"], SHARED["test_volumes"])
     return dict(train_images=train_images, train_labels=train_labels, test_images=test_images,
                 test_labels=test_labels)
 

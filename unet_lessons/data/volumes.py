@@ -37,6 +37,7 @@ __all__ = [
     "ORGAN_CLASSES",
     "MODALITIES",
     "normalize_brain",
+    "make_brats_volumes",
     "BRATS_CLASSES",
     "BRATS_REGIONS",
     "BRATS_LABEL_VALUES",
@@ -331,6 +332,16 @@ def normalize_brain(image: Union[np.ndarray, torch.Tensor]) -> Union[np.ndarray,
         brain = channel[inside].astype(np.float64)
         out[c][inside] = (brain - brain.mean()) / max(brain.std(), 1e-8)
     return torch.from_numpy(out) if is_tensor else out
+
+
+def make_brats_volumes(shape: Shape, seeds: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Several :func:`make_brats_volume` volumes, each modality z-scored over the brain (:func:`normalize_brain`).
+
+    Returns:
+        images (N, 4, *S) float32 and labels (N, *S), in the order of ``seeds``.
+    """
+    pairs = [make_brats_volume(shape, seed=seed) for seed in seeds]
+    return np.stack([normalize_brain(image) for image, _ in pairs]), np.stack([label for _, label in pairs])
 
 
 def brats_regions(label: Union[np.ndarray, torch.Tensor]) -> Union[np.ndarray, torch.Tensor]:

@@ -67,7 +67,7 @@ def myronenko_kl(mean: torch.Tensor, std: torch.Tensor, num_voxels: int) -> torc
 
     N is the number of image voxels. There is no ½, so it is 2·KL/N of :func:`kl_divergence`.
     """
-    return ((mean.pow(2) + std.pow(2) - torch.log(std.pow(2)) - 1).sum(-1) / num_voxels).mean()
+    return (2 * kl_divergence(mean, std) / num_voxels).mean()
 
 
 def vae_losses(image: torch.Tensor, reconstruction: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
@@ -143,7 +143,7 @@ class MyronenkoNet(SegmentationModel):
         self.padding, self.depth = "same", len(blocks_down) - 1
         self.features = tuple(width * 2**level for level in range(self.depth + 1))
         self.l2_weight, self.kl_weight = l2_weight, kl_weight
-        block = dict(spatial_dims=spatial_dims, norm=norm, act="relu", order="norm_act_conv", bias=False)
+        self._block = dict(spatial_dims=spatial_dims, norm=norm, act="relu", order="norm_act_conv", bias=False)
         conv = conv_type(spatial_dims)
 
         self.init_conv = conv(in_channels, width, kernel_size=3, padding=1, bias=False)
@@ -156,13 +156,10 @@ class MyronenkoNet(SegmentationModel):
                 stage.add_module("down", StridedDown(self.features[level - 1], self.features[level],
                                                      spatial_dims=spatial_dims, kernel_size=3, bias=False))
             for i in range(count):
-                stage.add_module(f"block{i + 1}", ResidualBlock(self.features[level], self.features[level], **block))
+                stage.add_module(f"block{i + 1}", ResidualBlock(self.features[level], self.features[level],
+                                                                **self._block))
             self.encoder.append(stage)
-        self.ups, self.decoder = nn.ModuleList(), nn.ModuleList()
-        for level, count in zip(reversed(range(self.depth)), blocks_up):
-            self.ups.append(_Upsize(self.features[level + 1], self.features[level], spatial_dims))
-            self.decoder.append(nn.Sequential(*[ResidualBlock(self.features[level], self.features[level], **block)
-                                                for _ in range(count)]))
+        self.ups, self.decoder = self._decoder_levels(blocks_up)
         self.head = nn.Sequential()
         if final_norm_act:
             self.head.add_module("norm", make_norm(norm, width, spatial_dims))
@@ -172,6 +169,16 @@ class MyronenkoNet(SegmentationModel):
         self.vae_input_size = None if vae_input_size is None else _as_size(vae_input_size, spatial_dims)
         if self.vae_input_size is not None:
             self._build_vae(latent_size, vae_width, norm, blocks_up)
+
+    def _decoder_levels(self, blocks_up: tuple[int, ...]) -> tuple[nn.ModuleList, nn.ModuleList]:
+        """Per decoder level, bottom up: the upsizing (1×1×1 conv, ×2) and its residual blocks. The
+        segmentation decoder and the VAE's have this structure; only the segmentation one adds skips."""
+        ups, levels = nn.ModuleList(), nn.ModuleList()
+        for level, count in zip(reversed(range(self.depth)), blocks_up):
+            ups.append(_Upsize(self.features[level + 1], self.features[level], self.spatial_dims))
+            levels.append(nn.Sequential(*[ResidualBlock(self.features[level], self.features[level], **self._block)
+                                          for _ in range(count)]))
+        return ups, levels
 
     def _build_vae(self, latent_size: int, vae_width: int, norm: LayerSpec, blocks_up: tuple[int, ...]) -> None:
         """Table 1's VD, VDraw, VU, VUp and VBlock layers and Vend."""
@@ -191,12 +198,7 @@ class MyronenkoNet(SegmentationModel):
         self.vae_act = nn.ReLU()
         exact = None if all(2 * s == b for s, b in zip(self.vae_map_size, self.bottom_size)) else self.bottom_size
         self.vae_up = _Upsize(vae_width, bottom, dims, size=exact)
-        block = dict(spatial_dims=dims, norm=norm, act="relu", order="norm_act_conv", bias=False)
-        self.vae_ups, self.vae_blocks = nn.ModuleList(), nn.ModuleList()
-        for level, count in zip(reversed(range(self.depth)), blocks_up):
-            self.vae_ups.append(_Upsize(self.features[level + 1], self.features[level], dims))
-            self.vae_blocks.append(nn.Sequential(*[ResidualBlock(self.features[level], self.features[level], **block)
-                                                   for _ in range(count)]))
+        self.vae_ups, self.vae_blocks = self._decoder_levels(blocks_up)
         self.vae_end = conv_type(dims)(self.features[0], self.in_channels, kernel_size=1, bias=True)
 
     # ----- sizes ---------------------------------------------------------------------------
@@ -224,6 +226,10 @@ class MyronenkoNet(SegmentationModel):
         """Every stage's output: ``enc0`` … ``enc{depth-1}``, ``bottleneck``, ``dec{depth-1}`` … ``dec0``,
         ``logits``."""
         self.check_input(x)
+        return self._features(x)
+
+    def _features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        """:meth:`forward_features` on an input already checked."""
         feats: OrderedDict[str, torch.Tensor] = OrderedDict()
         h = self.dropout(self.init_conv(x))  # (B, F0, *S)
         for level, stage in enumerate(self.encoder):
@@ -237,11 +243,12 @@ class MyronenkoNet(SegmentationModel):
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, dict]:
         """Logits; in training with the VAE, a dict that also holds the weighted VAE loss and the reconstruction."""
-        if self.vae_input_size is not None and self.training:
-            self.check_input(x)
+        self.check_input(x)
+        with_vae = self.vae_input_size is not None and self.training
+        if with_vae:
             self._check_vae_size(x)
-        feats = self.forward_features(x)
-        if self.vae_input_size is None or not self.training:
+        feats = self._features(x)
+        if not with_vae:
             return feats["logits"]
         mean, std = self.encode(feats["bottleneck"])
         z = mean + std * torch.randn_like(std)  # the reparameterisation trick: the noise carries no gradient
@@ -281,7 +288,7 @@ class MyronenkoNet(SegmentationModel):
         was_training = self.training
         self.eval()
         try:
-            mean, std = self.encode(self.forward_features(x)["bottleneck"])
+            mean, std = self.encode(self._features(x)["bottleneck"])
             z = mean + std * torch.randn_like(std) if sample else mean
             return {"reconstruction": self.decode(z), "mean": mean, "std": std}
         finally:
