@@ -6,32 +6,69 @@ import nbformat
 import numpy as np
 import pytest
 
-from unet_lessons.claims import MIME_TYPE, ClaimLedger, gather, main
+from unet_lessons.claims import MIME_TYPE, Claim, ClaimLedger, gather, main
+from unet_lessons.stats import judge
 
 
 def _ledger():
     rng = np.random.default_rng(0)
-    base = rng.uniform(0.5, 0.8, 20)
+    item = rng.uniform(-0.05, 0.05, (1, 20))
+    noise = lambda: rng.normal(0, 0.005, (3, 20))  # noqa: E731
+    family = judge({"dice vs ce": 0.05 + item + noise(), "ce vs dice": -0.05 + item + noise()},
+                   {"dice vs ce": 0.02, "ce vs dice": 0.02})
     ledger = ClaimLedger("04")
-    ledger.compare("Dice loss beats cross-entropy", a=base + 0.05, b=base, names=("Dice", "CE"),
-                   source="paper, Table 2", paper="0.869 vs 0.739", cell="4", seed_differences=[0.04, 0.06])
-    ledger.compare("CE beats Dice", a=base, b=base + 0.05, names=("CE", "Dice"), source="survey", cell="4",
-                   seed_differences=[-0.04, -0.06])
-    ledger.check("19,069,955 parameters", holds=True, ours="19,069,955", source="paper", cell="2")
+    ledger.compare("Dice loss beats cross-entropy", family["dice vs ce"], source="paper, Table 2",
+                   paper="0.869 vs 0.739", cell="4", ours="Dice 0.70 vs CE 0.65")
+    ledger.compare("CE beats Dice", family["ce vs dice"], source="survey", cell="4", ours="CE 0.65 vs Dice 0.70")
+    ledger.exact("19,069,955 parameters", ours=19_069_955, expected=19_069_955, source="paper", cell="2")
     ledger.not_measured("better on PROMISE12", reason="no prostate MRI here", source="paper, Section 4")
     return ledger
 
 
 def test_verdicts_come_from_the_measurement():
-    verdicts = [claim.verdict for claim in _ledger().claims]
-    assert verdicts == ["reproduced", "contradicted at this budget", "reproduced", "not measured"]
-    assert _ledger().claims[0].note == "A > B in 2 of 2 seeds"
-    assert _ledger().claims[1].note == "A > B in 0 of 2 seeds"
+    claims = _ledger().claims
+    assert [claim.verdict for claim in claims] == ["reproduced", "contradicted at this budget", "reproduced",
+                                                   "not measured"]
+    assert [claim.figure for claim in claims] == ["measured", "measured", "exact", "—"]
+    assert "one family of 2 comparisons (Bonferroni); margin ±0.02 Dice" in claims[0].note
+    assert "3 seeds × 20 items" in claims[0].interval and "k=2" in claims[0].interval
+
+
+def test_every_kind_of_check_has_its_stated_rule():
+    ledger = ClaimLedger("00")
+    assert ledger.exact("a count", ours=4, expected=5, source="s", cell="1").verdict == "contradicted at this budget"
+    assert ledger.within("a figure", ours=0.87, expected=0.869, tolerance=0.01, source="s", cell="1").verdict == \
+        "reproduced"
+    assert ledger.within("a figure", ours=0.80, expected=0.869, tolerance=0.01, source="s", cell="1").verdict == \
+        "contradicted at this budget"
+    # A 1 % difference between two memory estimates is no win when 10 % is what matters.
+    memory = ledger.ordered("strided convolutions need less memory", smaller=41.1, larger=41.5, margin=4.1,
+                            unit="MiB", source="s", cell="5")
+    assert memory.verdict == "equivalent at this budget" and memory.figure == "estimated"
+    assert ledger.ordered("less", smaller=30, larger=41.5, margin=4.1, source="s", cell="5").verdict == "reproduced"
+    assert ledger.ordered("less", smaller=50, larger=41.5, margin=4.1, source="s", cell="5").verdict == \
+        "contradicted at this budget"
+
+
+def test_a_ledger_refuses_what_bypasses_the_rule():
+    ledger = ClaimLedger("00")
+    with pytest.raises(TypeError, match="Judgement"):
+        ledger.compare("A beats B", "reproduced", source="s", cell="1", ours="")
+    ones = np.random.default_rng(0).normal(0.1, 0.01, (3, 12))
+    ledger.compare("A beats B", judge({"a": ones}, {"a": 0.02})["a"], source="s", cell="1", ours="")
+    other_family = judge({"a": ones, "b": ones}, {"a": 0.02, "b": 0.02})["b"]
+    with pytest.raises(ValueError, match="one family"):
+        ledger.compare("C beats D", other_family, source="s", cell="1", ours="")
+    with pytest.raises(ValueError, match="reason"):
+        ledger.not_measured("x", reason="", source="s")
+    with pytest.raises(ValueError, match="not one of"):
+        Claim("x", "s", "1", "exact", "1", "", "exact", "probably")
 
 
 def test_the_table_shows_html_markdown_and_carries_json_rows():
     bundle = _ledger().table()._repr_mimebundle_()
-    assert "<table>" in bundle["text/html"] and bundle["text/markdown"].startswith("| claim |")
+    assert "<table>" in bundle["text/html"] and "| claim | source | cell | figure |" in bundle["text/markdown"]
+    assert '<a href="00_reading_the_claims.ipynb">' in bundle["text/html"] and "one family of 2" in bundle["text/plain"]
     rows = bundle[MIME_TYPE]["rows"]
     assert len(rows) == 4 and rows[0]["lesson"] == "04" and json.dumps(rows)
 

@@ -1,45 +1,150 @@
-"""Bootstrap intervals and the verdict rule."""
+"""Intervals and verdicts: the crossed interval covers the truth, the family is corrected, the verdicts are closed."""
 
 import numpy as np
 import pytest
 
-from unet_lessons.stats import Interval, bootstrap_interval, paired_difference, verdict
+from unet_lessons.stats import (VERDICTS, CrossedInterval, Interval, bootstrap_interval, crossed_interval,
+                                is_deterministic, item_counts, items_needed, judge, paired_difference, seeds_needed,
+                                simulate_differences, variance_components, verdict)
+
+SEEDS, ITEMS, EXPERIMENTS = 5, 12, 500
+# (sigma_seed, sigma_item, sigma_residual): the three regimes of shared/notes/crossed-intervals.md.
+REGIMES = {"items dominate": (0.005, 0.05, 0.02), "seeds dominate": (0.05, 0.005, 0.02),
+           "both alike": (0.03, 0.03, 0.02)}
 
 
-def test_the_bootstrap_interval_is_reproducible_and_covers_the_mean():
-    values = np.random.default_rng(0).normal(0.7, 0.1, size=40)
-    first, second = bootstrap_interval(values), bootstrap_interval(values)
-    assert first == second and first.n == 40
-    assert first.low < values.mean() < first.high
-    # The standard error of the mean is 0.1 / sqrt(40) ~ 0.016, so the 95 % interval is about ±0.031.
-    assert 0.045 < first.high - first.low < 0.08
+def old_rule_interval(d: np.ndarray) -> Interval:
+    """The rule of lessons 04/06/07 until December 2026: a bootstrap over seed 0's items only."""
+    return bootstrap_interval(d[0], resamples=1000)
 
 
-def test_pairing_removes_the_spread_between_items():
-    rng = np.random.default_rng(1)
-    difficulty = rng.uniform(0.3, 0.9, size=30)  # some items are hard for both arms
-    a, b = difficulty + 0.02 + rng.normal(0, 0.005, 30), difficulty + rng.normal(0, 0.005, 30)
-    paired = paired_difference(a, b)
-    unpaired_width = bootstrap_interval(a).high - bootstrap_interval(a).low
-    assert paired.excludes_zero() and paired.low > 0
-    assert paired.high - paired.low < 0.2 * unpaired_width
+def old_rule_claims_a_difference(d: np.ndarray) -> bool:
+    interval, signs = old_rule_interval(d), set(np.sign(d.mean(axis=1)))
+    return (interval.low > 0 and signs <= {1.0}) or (interval.high < 0 and signs <= {-1.0})
 
 
-@pytest.mark.parametrize("interval, seeds, expected", [
-    (Interval(0.05, 0.01, 0.09, 20), [0.04, 0.06, 0.02], "reproduced"),
-    (Interval(0.05, 0.01, 0.09, 20), [], "reproduced"),
-    (Interval(0.05, 0.01, 0.09, 20), [0.04, -0.01, 0.02], "inconclusive at this budget"),
-    (Interval(-0.05, -0.09, -0.01, 20), [-0.04, -0.02], "contradicted at this budget"),
-    (Interval(0.01, -0.02, 0.04, 20), [0.01, 0.02], "inconclusive at this budget"),
+def simulate(regime: str, mean: float, seed: int) -> list[np.ndarray]:
+    seed_sd, item_sd, residual_sd = REGIMES[regime]
+    rng = np.random.default_rng(seed)
+    return [simulate_differences(rng, seeds=SEEDS, items=ITEMS, mean=mean, seed_sd=seed_sd, item_sd=item_sd,
+                                 residual_sd=residual_sd) for _ in range(EXPERIMENTS)]
+
+
+@pytest.mark.parametrize("regime", sorted(REGIMES))
+def test_the_crossed_interval_covers_the_truth_in_every_regime(regime, capsys):
+    truth = 0.03
+    experiments = simulate(regime, truth, seed=sorted(REGIMES).index(regime))
+    covered = np.mean([(i := crossed_interval(d)).low <= truth <= i.high for d in experiments])
+    old = np.mean([(i := old_rule_interval(d)).low <= truth <= i.high for d in experiments])
+    with capsys.disabled():
+        print(f"\n{regime:15s} coverage of the 95 % interval over {EXPERIMENTS} experiments: crossed {covered:.3f}, "
+              f"old rule (seed 0's items) {old:.3f}")
+    assert covered >= 0.92, f"{regime}: the crossed interval covered the truth in only {covered:.1%} of experiments"
+
+
+def test_the_coverage_test_can_fail():
+    # The same check applied to the old rule fails where the seeds dominate: it would catch a broken interval.
+    experiments = simulate("seeds dominate", 0.03, seed=7)
+    old = np.mean([(i := old_rule_interval(d)).low <= 0.03 <= i.high for d in experiments])
+    assert old < 0.5
+
+
+@pytest.mark.parametrize("regime", sorted(REGIMES))
+def test_false_claims_stay_rare_and_the_family_holds_them_at_five_percent(regime, capsys):
+    experiments = simulate(regime, 0.0, seed=11 + sorted(REGIMES).index(regime))
+    single = np.mean([crossed_interval(d).excludes_zero() for d in experiments])
+    old = np.mean([old_rule_claims_a_difference(d) for d in experiments])
+    # A family of 5 true-null comparisons: how often does any of them read "A beats B" or "B beats A"?
+    families = [experiments[i:i + 5] for i in range(0, EXPERIMENTS, 5)]
+    any_false = np.mean([any(j.verdict in ("reproduced", "contradicted at this budget")
+                             for j in judge({str(k): d for k, d in enumerate(family)},
+                                            {str(k): 0.01 for k in range(5)}).values()) for family in families])
+    with capsys.disabled():
+        print(f"\n{regime:15s} false 'A beats B' at a true difference of 0: crossed {single:.3f}, old rule {old:.3f}; "
+              f"any of a family of 5, Bonferroni: {any_false:.3f}")
+    assert single <= 0.08
+    assert any_false <= 0.08
+
+
+def test_the_interval_holds_both_noises():
+    rng = np.random.default_rng(3)
+    d = simulate_differences(rng, seeds=5, items=12, mean=0.0, seed_sd=0.05, item_sd=0.05, residual_sd=0.01)
+    interval = crossed_interval(d)
+    seed_means_only = d.mean(axis=1).std(ddof=1) / np.sqrt(5)
+    item_means_only = d.mean(axis=0).std(ddof=1) / np.sqrt(12)
+    assert interval.standard_error > max(seed_means_only, item_means_only)
+    components = variance_components(d)
+    assert set(components) == {"seed", "item", "residual"} and all(v >= 0 for v in components.values())
+    assert "5 seeds × 12 items" in str(interval) and "k=1" in str(interval)
+
+
+def test_bonferroni_widens_the_interval_by_the_family_size():
+    d = simulate_differences(np.random.default_rng(4), seeds=5, items=12, mean=0.02, seed_sd=0.01, item_sd=0.02,
+                             residual_sd=0.01)
+    one, six = crossed_interval(d), crossed_interval(d, family=6)
+    assert six.mean == one.mean and six.low < one.low and six.high > one.high
+    assert six.level == pytest.approx(1 - 0.05 / 6) and "95 % family-wise, k=6" in str(six)
+
+
+@pytest.mark.parametrize("low, high, margin, expected", [
+    (0.01, 0.05, 0.02, "reproduced"),
+    (0.001, 0.004, 0.02, "reproduced"),        # a settled direction comes first, even inside the margin
+    (-0.05, -0.01, 0.02, "contradicted at this budget"),
+    (-0.01, 0.015, 0.02, "equivalent at this budget"),
+    (-0.01, 0.03, 0.02, "inconclusive at this budget"),
+    (-0.01, 0.015, None, "inconclusive at this budget"),
 ])
-def test_the_verdict_rule(interval, seeds, expected):
-    assert verdict(interval, seeds) == expected
+def test_the_verdict_rule(low, high, margin, expected):
+    interval = CrossedInterval((low + high) / 2, low, high, 5, 12, 0.95, 1, 20.0, 0.01, {})
+    assert verdict(interval, margin=margin) == expected and expected in VERDICTS
 
 
-def test_not_measured_needs_a_reason_and_bad_scores_are_named():
+def test_verdicts_need_every_seed_and_a_reason():
     assert verdict(None, reason="needs real MRI") == "not measured"
     with pytest.raises(ValueError, match="reason"):
         verdict(None)
+    with pytest.raises(TypeError, match="every stored seed"):
+        verdict(paired_difference([0.5, 0.6], [0.4, 0.5]))
+    with pytest.raises(ValueError, match="at least 2 of each"):
+        crossed_interval(np.ones((1, 12)))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        crossed_interval(np.array([[0.1, np.nan], [0.2, 0.3]]))
+    with pytest.raises(ValueError, match="stated margin"):
+        judge({"a": np.ones((3, 4))}, {})
+
+
+def test_a_deterministic_effect_is_told_as_counts():
+    row = np.zeros(12)
+    row[[2, 5, 9]] = 1.0                    # the same three items fixed in every seed
+    d = np.tile(row, (3, 1))
+    assert is_deterministic(d) and not is_deterministic(d + np.random.default_rng(0).normal(0, 0.01, d.shape))
+    counts = item_counts(d, family=6)
+    assert (counts.up, counts.down, counts.unchanged) == (3, 0, 9) and counts.p_value == pytest.approx(0.25)
+    judged = judge({"postprocessing": d, "other": np.random.default_rng(1).normal(0, 0.01, (3, 12))},
+                   {"postprocessing": 0.02, "other": 0.02})["postprocessing"]
+    assert judged.interval is None and judged.verdict == "inconclusive at this budget"
+    assert "3 of 12 items up" in str(judged) and "at least 7 changed items" in judged.budget  # 2·0.5^7 < 0.05/2
+    many = np.tile(np.r_[np.ones(9), np.zeros(3)], (3, 1))
+    assert judge({"x": many}, {"x": 0.02})["x"].verdict == "reproduced"
+
+
+def test_the_budget_that_would_settle_a_comparison():
+    d = simulate_differences(np.random.default_rng(5), seeds=3, items=12, mean=0.02, seed_sd=0.03, item_sd=0.01,
+                             residual_sd=0.01)
+    interval = crossed_interval(d)
+    needed = seeds_needed(interval)
+    assert needed is None or needed > 3
+    # Seed noise dominates here, so more items alone cannot narrow the interval enough.
+    assert items_needed(interval) is None or items_needed(interval) > 12
+    judged = judge({"x": d}, {"x": 0.005})["x"]
+    if judged.verdict == "inconclusive at this budget":
+        assert "seeds at 12 items" in judged.budget
+
+
+def test_one_run_is_described_not_judged():
+    values = np.random.default_rng(0).normal(0.7, 0.1, size=40)
+    first, second = bootstrap_interval(values), bootstrap_interval(values)
+    assert first == second and first.n == 40 and first.low < values.mean() < first.high
     with pytest.raises(ValueError, match="NaN or inf.*score empty cases"):
         bootstrap_interval([0.5, float("nan")])
     with pytest.raises(ValueError, match="same test items"):

@@ -1,10 +1,14 @@
 """The claim ledger: every claim a lesson tests, with its measurement, interval and verdict.
 
-A claim is a record the notebook computes, not a sentence it types. Each check keeps the
-claim (quoted in one line, with its source), the cell that measures it, our figure, the
-paper's figure, the interval and the verdict together, and the lesson ends with
-``ledger.table()``. The verdict comes from :func:`unet_lessons.stats.verdict`, so a claim
-cannot read "reproduced" while its measurement says otherwise.
+A claim is a record the notebook computes, not a sentence it types. Each row keeps the
+claim (quoted in one line, with its source), the cell that measures it, what kind of figure
+ours is (exact, measured or estimated), our figure, the paper's figure, the interval and the
+verdict together, and the lesson ends with ``ledger.table()``. Every row is recorded by a
+stated rule (:class:`ClaimLedger`): comparisons by :func:`unet_lessons.stats.judge` over every
+stored seed and held-out item, as one family per lesson; facts exactly; figures against the
+paper's within a stated tolerance; orderings of deterministic quantities with a margin. So a
+claim cannot read "reproduced" while its measurement says otherwise. The rule is explained
+for readers in ``notebooks/00_reading_the_claims.ipynb``, which every ledger links to.
 
 The table is shown as HTML and Markdown, and its rows travel with it in the stored
 notebook under the MIME type ``application/vnd.unet-lessons.claims+json`` (a JSON type of
@@ -13,10 +17,12 @@ our own: JupyterLab would draw plain ``application/json`` as a tree in place of 
 stored notebooks without running them and writes one gathered table into the README.
 
 Example:
+    >>> family = judge({"dice vs wce": stored_differences}, {"dice vs wce": 0.02})
     >>> ledger = ClaimLedger("04")
-    >>> ledger.compare("Dice loss beats re-weighted cross-entropy", a=dice_scores, b=wce_scores,
-    ...                names=("Dice", "weighted CE"), source="Milletari 2016, Table 2", paper="0.869 vs 0.739",
-    ...                cell="4. Class imbalance")
+    >>> ledger.compare("Dice loss beats re-weighted cross-entropy", family["dice vs wce"],
+    ...                source="Milletari 2016, Table 2", paper="0.869 vs 0.739", cell="4",
+    ...                ours="Dice 0.657 vs weighted CE 0.438, 5 seeds × 12 volumes")
+    >>> ledger.exact("receptive fields of Table 1", ours=ours_fields, expected=paper_fields, source="Table 1", cell="2.4")
     >>> ledger.table()
 """
 
@@ -28,17 +34,17 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence
 
-import numpy as np
+from .stats import FIGURES, VERDICTS, Judgement
 
-from .stats import Interval, paired_difference, verdict
-
-__all__ = ["Claim", "ClaimLedger", "MIME_TYPE", "gather", "main"]
+__all__ = ["Claim", "ClaimLedger", "MIME_TYPE", "gather", "main", "RULE_LINK"]
 
 MIME_TYPE = "application/vnd.unet-lessons.claims+json"
 README_START, README_END = "<!-- claims:start -->", "<!-- claims:end -->"
-_COLUMNS = ("claim", "source", "cell", "ours", "paper", "interval", "verdict", "note")
+_COLUMNS = ("claim", "source", "cell", "figure", "ours", "paper", "interval", "verdict", "note")
+#: Where every ledger sends its reader for the rule behind the verdicts.
+RULE_LINK = "00_reading_the_claims.ipynb"
 
 
 @dataclass(frozen=True)
@@ -49,25 +55,42 @@ class Claim:
         claim: the claim, quoted in one line.
         source: where it is claimed ("Milletari et al. 2016, Table 2", "survey").
         cell: the lesson section that measures it.
+        figure: what our figure is, one of :data:`unet_lessons.stats.FIGURES` (exact, measured, estimated);
+            "—" when not measured.
         ours: our figure, as text.
         paper: the paper's figure, as text ("" when it gives none).
-        interval: the paired 95 % interval of the difference (or of the figure), as text.
+        interval: the family-wise interval of the difference, the counts, the tolerance or the margin, as text.
         verdict: one of :data:`unet_lessons.stats.VERDICTS`.
-        note: what the verdict rests on or why the claim is not measured.
+        note: what the verdict rests on, what would settle it, or why the claim is not measured.
     """
 
     claim: str
     source: str
     cell: str
+    figure: str
     ours: str
     paper: str
     interval: str
     verdict: str
     note: str = ""
 
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}.")
+        if self.figure not in FIGURES + ("—",):
+            raise ValueError(f"figure {self.figure!r} is not one of {FIGURES}.")
+
 
 class ClaimLedger:
-    """The claims one lesson tests, filled by check-like calls and shown by :meth:`table`.
+    """The claims one lesson tests, each recorded by the rule that fits it, and shown by :meth:`table`.
+
+    * :meth:`compare`: A against B over every stored seed and item, judged with the lesson's family
+      (:func:`unet_lessons.stats.judge`);
+    * :meth:`exact`: a count, a shape, a receptive field or a formula, equal or not;
+    * :meth:`within`: a figure against the paper's, within a stated tolerance;
+    * :meth:`ordered`: "A is less than B" on a deterministic quantity (an estimate, a count), with a
+      margin of practical relevance inside which it is "equivalent at this budget";
+    * :meth:`not_measured`: with the reason.
 
     Args:
         lesson: the lesson's number or name, e.g. ``"04"``.
@@ -76,44 +99,88 @@ class ClaimLedger:
     def __init__(self, lesson: str) -> None:
         self.lesson = lesson
         self.claims: list[Claim] = []
+        self._family: Optional[int] = None
 
-    def compare(self, claim: str, *, a: Sequence[float], b: Sequence[float], names: tuple[str, str],
-                source: str, cell: str, paper: str = "", seed_differences: Sequence[float] = (),
-                metric: str = "Dice", ours: Optional[str] = None) -> Claim:
-        """Record the claim "A scores higher than B" from per-item scores of both arms on the same items.
+    def compare(self, claim: str, judgement: Judgement, *, source: str, cell: str, ours: str, paper: str = "",
+                unit: str = "Dice") -> Claim:
+        """Record the claim "A scores higher than B", judged over every stored seed and held-out item.
 
         Args:
-            claim: the claim in one line.
-            a, b: per-item scores of arm A (claimed better) and arm B, in the same item order.
-            names: the arms' names, for the figure.
+            claim: the claim in one line, A the arm it favours.
+            judgement: this comparison's entry of the lesson's family (:func:`unet_lessons.stats.judge`).
             source, cell, paper: see :class:`Claim`.
-            seed_differences: mean A - B of every stored seed (the seed spread).
-            metric: what the scores are.
-            ours: our figure as text, when the default ("A 0.646 vs B 0.343 (Dice)") says too little.
+            ours: our figure as text (the arms' means, the seeds and items).
+            unit: the score's unit, for the margin.
         """
-        difference = paired_difference(a, b)
-        result = verdict(difference, seed_differences)
-        above = sum(d > 0 for d in seed_differences)
-        note = (f"A > B in {above} of {len(seed_differences)} seeds" if len(seed_differences)
-                else "one live run; no stored seed spread")
-        ours = ours or f"{names[0]} {np.mean(a):.3f} vs {names[1]} {np.mean(b):.3f} ({metric})"
-        return self._add(Claim(claim, source, cell, ours, paper, f"A−B {difference}", result, note))
+        if not isinstance(judgement, Judgement):
+            raise TypeError("compare takes a Judgement from unet_lessons.stats.judge (every stored seed and item, "
+                            f"the lesson's family); got {type(judgement).__name__}.")
+        if self._family is not None and judgement.family != self._family:
+            raise ValueError(f"a lesson's comparisons are one family: this ledger holds a family of {self._family}, "
+                             f"this judgement one of {judgement.family}. Judge them in one call of stats.judge.")
+        self._family = judgement.family
+        notes = [f"one family of {judgement.family} comparisons (Bonferroni); margin ±{judgement.margin:g} {unit}"]
+        if judgement.interval is not None and judgement.verdict in ("reproduced", "contradicted at this budget") \
+                and max(abs(judgement.interval.low), abs(judgement.interval.high)) < judgement.margin:
+            notes.append("the whole interval is smaller than the margin")
+        if judgement.budget:
+            notes.append(f"to settle it: {judgement.budget}")
+        return self._add(Claim(claim, source, cell, "measured", ours, paper, f"A−B {judgement}", judgement.verdict,
+                               "; ".join(notes)))
 
-    def check(self, claim: str, *, holds: bool, ours: str, source: str, cell: str, paper: str = "",
-              interval: Union[Interval, str, None] = None, note: str = "") -> Claim:
-        """Record a claim that the lesson checks as a fact (a count, a shape, a formula, an estimate, a
-        property of every seed): "reproduced" when it holds, "contradicted at this budget" when it does not.
+    def exact(self, claim: str, *, ours: Any, expected: Any, source: str, cell: str, paper: str = "",
+              shown: Optional[str] = None, note: str = "") -> Claim:
+        """Record a fact checked exactly (a count, a shape, a receptive field, a formula): "reproduced" when
+        ``ours == expected``, else "contradicted at this budget".
 
-        ``interval`` says how exact the figure is: an :class:`Interval`, a word ("estimate"), or
-        ``None`` for an exact check.
+        Args:
+            ours, expected: the values compared with ``==``.
+            shown: our figure as text (default: ``ours``).
         """
-        result = "reproduced" if holds else "contradicted at this budget"
-        return self._add(Claim(claim, source, cell, ours, paper, str(interval) if interval else "exact", result, note))
+        holds = bool(ours == expected)
+        return self._add(Claim(claim, source, cell, "exact", shown or str(ours), paper, "exact",
+                               "reproduced" if holds else "contradicted at this budget", note))
+
+    def within(self, claim: str, *, ours: float, expected: float, tolerance: float, source: str, cell: str,
+               paper: str = "", figure: str = "measured", shown: Optional[str] = None, note: str = "") -> Claim:
+        """Record a figure compared with the paper's: "reproduced" within ``tolerance``, else "contradicted".
+
+        Args:
+            ours, expected: our figure and the paper's.
+            tolerance: the stated tolerance, in the figure's units.
+            figure: "measured" or "estimated".
+        """
+        holds = abs(ours - expected) <= tolerance
+        return self._add(Claim(claim, source, cell, figure, shown or f"{ours:g}", paper or f"{expected:g}",
+                               f"within ±{tolerance:g}", "reproduced" if holds else "contradicted at this budget",
+                               note))
+
+    def ordered(self, claim: str, *, smaller: float, larger: float, margin: float, source: str, cell: str,
+                paper: str = "", figure: str = "estimated", shown: Optional[str] = None, unit: str = "",
+                note: str = "") -> Claim:
+        """Record "``smaller`` is less than ``larger``" on a deterministic quantity: "reproduced" when the gap
+        exceeds the margin of practical relevance, "equivalent at this budget" within it, "contradicted" when
+        the order is reversed beyond it.
+
+        Args:
+            smaller, larger: the quantities, in the order the claim states.
+            margin: the smallest gap that matters, in the quantities' units.
+            figure: "estimated" or "exact" (or "measured" for a deterministic measurement).
+        """
+        if margin < 0:
+            raise ValueError(f"a margin is a size; got {margin}.")
+        gap = larger - smaller
+        result = ("reproduced" if gap > margin else "contradicted at this budget" if gap < -margin
+                  else "equivalent at this budget")
+        return self._add(Claim(claim, source, cell, figure, shown or f"{smaller:g} vs {larger:g} {unit}".strip(),
+                               paper, f"gap {gap:+.3g} {unit}, margin ±{margin:g} {unit}".replace("  ", " "), result,
+                               note))
 
     def not_measured(self, claim: str, *, reason: str, source: str, paper: str = "") -> Claim:
         """Record a claim the lesson does not measure, and why."""
-        verdict(None, reason=reason)  # the rule: a reason is required
-        return self._add(Claim(claim, source, "—", "—", paper, "—", "not measured", reason))
+        if not reason:
+            raise ValueError("a claim that is not measured needs the reason.")
+        return self._add(Claim(claim, source, "—", "—", "—", paper, "—", "not measured", reason))
 
     def _add(self, claim: Claim) -> Claim:
         self.claims.append(claim)
@@ -125,35 +192,46 @@ class ClaimLedger:
 
     def table(self) -> "LedgerTable":
         """The ledger for display: HTML and Markdown for the reader, the rows as JSON for :func:`gather`."""
-        return LedgerTable(self.rows())
+        return LedgerTable(self.rows(), self._family)
 
 
 class LedgerTable:
-    """A displayable ledger (what :meth:`ClaimLedger.table` returns)."""
+    """A displayable ledger (what :meth:`ClaimLedger.table` returns), headed by the rule behind its verdicts."""
 
-    def __init__(self, rows: list[dict]) -> None:
+    def __init__(self, rows: list[dict], family: Optional[int] = None) -> None:
         self.rows = rows
+        self.family = family
+
+    def caption(self) -> str:
+        family = (f"Comparisons: one family of {self.family}, intervals widened by Bonferroni. " if self.family
+                  else "")
+        return (f"{len(self.rows)} claims. {family}Verdicts: " + ", ".join(VERDICTS)
+                + f". How they are reached: {RULE_LINK}.")
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
-        return {"text/plain": self.plain(), "text/html": self.html(), "text/markdown": markdown_table(self.rows),
-                MIME_TYPE: {"rows": self.rows}}
+        return {"text/plain": self.plain(), "text/html": self.html(),
+                "text/markdown": self.caption() + "\n\n" + markdown_table(self.rows),
+                MIME_TYPE: {"rows": self.rows, "family": self.family}}
 
     def plain(self) -> str:
-        return "\n".join(f"[{row['verdict']}] {row['claim']} — ours: {row['ours']}; paper: {row['paper'] or '—'}; "
-                         f"{row['interval']}" for row in self.rows)
+        return "\n".join([self.caption()] + [
+            f"[{row['verdict']}] {row['claim']} — ours ({row.get('figure', '')}): {row['ours']}; "
+            f"paper: {row['paper'] or '—'}; {row['interval']}" for row in self.rows])
 
     def html(self) -> str:
+        caption = html.escape(self.caption()).replace(
+            html.escape(RULE_LINK), f'<a href="{RULE_LINK}">{html.escape(RULE_LINK)}</a>')
         head = "".join(f"<th>{column}</th>" for column in _COLUMNS)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(row[c]))}</td>" for c in _COLUMNS)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(row.get(c, '')))}</td>" for c in _COLUMNS)
                        + "</tr>" for row in self.rows)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        return f"<p>{caption}</p><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def markdown_table(rows: list[dict], columns: Sequence[str] = _COLUMNS) -> str:
     """The rows as a Markdown table (pipes in cells escaped)."""
     cell = lambda value: str(value).replace("|", "\\|").replace("\n", " ")  # noqa: E731
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -1,36 +1,83 @@
 """Intervals and verdicts: how strongly a lesson may state what it measured.
 
-A lesson's test set is small, and one training run is one draw of the seed. So every
-figure carries a 95 % interval from a percentile bootstrap over the test items (per image
-or per volume), every A-against-B comparison the **paired** interval of the difference
-over the same items, and the verdict follows one rule (:func:`verdict`):
+A stored comparison trains arms A and B with every seed s and scores both on the same held-out
+items i, so seeds and items are *crossed*. The paired difference d[s, i] = A[s, i] - B[s, i]
+follows the two-way random-effects model
 
-* "reproduced" (or "A beats B") only when the paired interval of the difference excludes 0
-  in the claimed direction **and** every seed agrees in sign;
-* "contradicted at this budget" when it excludes 0 the other way and every seed agrees;
-* "inconclusive at this budget" otherwise (the interval holds 0, or the seeds disagree);
-* "not measured", with the reason, where the lesson does not measure the claim.
+    d[s, i] = mu + a_s + b_i + e_si,   a ~ (0, sigma_a^2), b ~ (0, sigma_b^2), e ~ (0, sigma_e^2)
 
-With fewer than about 10 items an interval says little; :class:`Interval` says so itself.
+and ``mu``, the expected difference over new seeds *and* new items from the same generator, is
+what a lesson speaks about. Its estimate, the grand mean, has the variance
+
+    Var(mean d) = sigma_a^2 / S + sigma_b^2 / N + sigma_e^2 / (S N),
+
+which the two-way ANOVA mean squares estimate without fitting anything:
+``(MS_seed + MS_item - MS_residual) / (S N)``, with Satterthwaite's degrees of freedom for the
+t quantile (:func:`crossed_interval`). Why this and not the alternatives:
+
+* a bootstrap over one seed's items (this module's rule until December 2026) leaves the seed
+  noise out: training runs differ more than that interval says;
+* an interval over the S seed means leaves the item noise out, because every seed saw the
+  same items: a lucky test set would look like a sure result;
+* a two-level bootstrap has both noises but a normal-like quantile at S = 5 seeds, and
+  covers too rarely.
+
+``tests/test_stats.py`` simulates experiments with a known difference, seed effects, item
+effects and their interaction (5 seeds x 12 items, three regimes) and requires this interval to
+cover the truth in at least 92 % of 500 experiments in each; lesson 00 runs the same simulation
+for the reader, beside the old rule's coverage and false-positive rate.
+
+**A lesson's comparisons are one family.** :func:`judge` widens every interval of the family by
+Bonferroni (the t quantile at 1 - 0.05 / (2k) for k comparisons) so that the chance of any false
+"A beats B" in the lesson stays at or under 5 %. Bonferroni rather than Holm: it gives intervals,
+and the "equivalent" verdict needs an interval.
+
+**The verdicts** (:data:`VERDICTS`), from the family-wise interval and a margin of practical
+relevance ``delta`` stated per claim:
+
+* "reproduced": the interval lies above 0 (A beats B);
+* "contradicted at this budget": it lies below 0 (B beats A);
+* "equivalent at this budget": it lies inside (-delta, +delta): no difference that matters;
+* "inconclusive at this budget": anything else;
+* "not measured": the lesson does not measure the claim, and says why.
+
+A direction the interval settles comes first: an interval above 0 but inside the margin reads
+"reproduced", and the ledger notes that the effect is smaller than the margin.
+
+A deterministic effect (every seed changes the same items by the same amount, so the seed terms
+vanish) is reported as counts, not as an interval: :func:`item_counts`, judged by an exact sign
+test over the items that changed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
+from scipy import stats as scipy_stats
 
-__all__ = ["Interval", "bootstrap_interval", "paired_difference", "verdict", "VERDICTS", "FEW_ITEMS"]
+__all__ = ["VERDICTS", "FIGURES", "Interval", "CrossedInterval", "ItemCounts", "Judgement", "bootstrap_interval",
+           "paired_difference", "crossed_interval", "variance_components", "is_deterministic", "item_counts",
+           "verdict", "judge", "seeds_needed", "items_needed", "simulate_differences", "FEW_ITEMS", "LEVEL"]
 
-VERDICTS = ("reproduced", "contradicted at this budget", "inconclusive at this budget", "not measured")
-#: Below this many test items an interval is reported with a warning that it says little.
+#: The closed list of verdicts, shown everywhere verdicts are shown.
+VERDICTS = ("reproduced", "contradicted at this budget", "equivalent at this budget", "inconclusive at this budget",
+            "not measured")
+#: What a ledger figure is: checked exactly (a count, a shape), measured (training and scoring), or estimated
+#: (a model of the quantity, such as the memory estimate from layer shapes).
+FIGURES = ("exact", "measured", "estimated")
+#: Below this many test items a one-run interval is reported with a warning that it says little.
 FEW_ITEMS = 10
+#: The family-wise coverage of a lesson's intervals.
+LEVEL = 0.95
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A mean over test items and its percentile-bootstrap interval.
+    """A mean over the test items of one run and its percentile-bootstrap interval: a *description* of one
+    run (how much the items vary), never the basis of a verdict.
 
     Args:
         mean: the mean over the ``n`` items.
@@ -53,6 +100,100 @@ class Interval:
         return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}] (n={self.n}{few})"
 
 
+@dataclass(frozen=True)
+class CrossedInterval:
+    """The interval of the expected paired difference over seeds and items (:func:`crossed_interval`).
+
+    Args:
+        mean: the grand mean of d[s, i].
+        low, high: the interval's ends.
+        seeds, items: S and N.
+        level: the coverage of this one interval (for a family of k: 1 - 0.05 / k).
+        family: the number of comparisons in the lesson's family.
+        df: Satterthwaite's degrees of freedom.
+        standard_error: the estimated standard error of the mean.
+        components: the variance components' estimates, ``{"seed", "item", "residual"}``.
+    """
+
+    mean: float
+    low: float
+    high: float
+    seeds: int
+    items: int
+    level: float
+    family: int
+    df: float
+    standard_error: float
+    components: Mapping[str, float] = field(default_factory=dict)
+
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+    def __str__(self) -> str:
+        return (f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}] ({self.seeds} seeds × {self.items} items, "
+                f"{100 * (1 - (1 - self.level) * self.family):.0f} % family-wise, k={self.family})")
+
+
+@dataclass(frozen=True)
+class ItemCounts:
+    """A deterministic effect, told as counts: how many items every seed changed, and which way.
+
+    Args:
+        up, down, unchanged: items whose difference is positive, negative or zero (the same in every seed).
+        items, seeds: N and S.
+        change: the mean difference on the items that changed (the same in every seed).
+        p_value: the exact two-sided sign test over the changed items.
+        family: the number of comparisons in the lesson's family.
+    """
+
+    up: int
+    down: int
+    unchanged: int
+    items: int
+    seeds: int
+    change: float
+    p_value: float
+    family: int = 1
+
+    @property
+    def mean(self) -> float:
+        return self.change * (self.up + self.down) / self.items if self.items else 0.0
+
+    def __str__(self) -> str:
+        return (f"{self.up} of {self.items} items up, {self.down} down, the same in all {self.seeds} seeds "
+                f"(mean change there {self.change:+.3f}); sign test p = {self.p_value:.3g}, k={self.family}")
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One comparison of a lesson's family, judged: what the ledger records.
+
+    Args:
+        name: the comparison's key in the family.
+        verdict: one of :data:`VERDICTS`.
+        interval: the family-wise crossed interval, or ``None`` for a deterministic effect.
+        counts: the counts of a deterministic effect, or ``None``.
+        margin: the margin of practical relevance delta (in the score's units).
+        family: the family size k.
+        budget: what it would take to settle an undecided comparison (:func:`seeds_needed`), or "".
+    """
+
+    name: str
+    verdict: str
+    interval: Optional[CrossedInterval]
+    counts: Optional[ItemCounts]
+    margin: float
+    family: int
+    budget: str = ""
+
+    @property
+    def mean(self) -> float:
+        return self.interval.mean if self.interval is not None else self.counts.mean
+
+    def __str__(self) -> str:
+        return str(self.interval if self.interval is not None else self.counts)
+
+
 def _as_items(values: Sequence[float], name: str) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64).ravel()
     if array.size == 0:
@@ -65,7 +206,7 @@ def _as_items(values: Sequence[float], name: str) -> np.ndarray:
 
 def bootstrap_interval(values: Sequence[float], *, resamples: int = 2000, seed: int = 0,
                        level: float = 0.95) -> Interval:
-    """The mean of per-item scores and its percentile-bootstrap interval.
+    """The mean of one run's per-item scores and its percentile-bootstrap interval (a description of one run).
 
     Args:
         values: one score per test item (image or volume).
@@ -82,10 +223,8 @@ def bootstrap_interval(values: Sequence[float], *, resamples: int = 2000, seed: 
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], **options) -> Interval:
-    """The interval of ``mean(a - b)`` over the same test items: A and B resampled together.
-
-    Pairing removes the spread between items (an easy volume is easy for both arms), so the
-    difference is judged against the noise that matters.
+    """One run's ``mean(a - b)`` over the same test items and its bootstrap interval (a description of one run;
+    verdicts come from :func:`judge` over every stored seed).
 
     Args:
         a, b: per-item scores of the two arms, in the same item order.
@@ -98,23 +237,229 @@ def paired_difference(a: Sequence[float], b: Sequence[float], **options) -> Inte
     return bootstrap_interval(first - second, **options)
 
 
-def verdict(difference: Optional[Interval], seed_differences: Sequence[float] = (), *,
-            reason: str = "") -> str:
-    """The verdict for the claim "A > B" from the paired interval of A - B and each seed's mean difference.
+def _as_matrix(differences: np.ndarray) -> np.ndarray:
+    d = np.asarray(differences, dtype=np.float64)
+    if d.ndim != 2:
+        raise ValueError(f"differences must be a (seeds, items) array, one row per seed; got shape {d.shape}.")
+    seeds, items = d.shape
+    if seeds < 2 or items < 2:
+        raise ValueError(f"an interval over seeds and items needs at least 2 of each; got {seeds} seeds × {items} "
+                         "items. Run more seeds (`python -m unet_lessons.benchmark LESSON`) or score more items.")
+    if not np.isfinite(d).all():
+        raise ValueError(f"the differences hold {int((~np.isfinite(d)).sum())} NaN or inf values; score empty "
+                         "cases explicitly (e.g. Dice 1 when both are empty) before comparing.")
+    return d
+
+
+def _mean_squares(d: np.ndarray) -> tuple[float, float, float]:
+    seeds, items = d.shape
+    grand, seed_means, item_means = d.mean(), d.mean(axis=1), d.mean(axis=0)
+    ms_seed = items * float(((seed_means - grand) ** 2).sum()) / (seeds - 1)
+    ms_item = seeds * float(((item_means - grand) ** 2).sum()) / (items - 1)
+    residual = d - seed_means[:, None] - item_means[None, :] + grand
+    ms_residual = float((residual ** 2).sum()) / ((seeds - 1) * (items - 1))
+    return ms_seed, ms_item, ms_residual
+
+
+def variance_components(differences: np.ndarray) -> dict[str, float]:
+    """The estimated variances of the seed effect, the item effect and the residual (clipped at 0).
 
     Args:
-        difference: the paired interval of A - B, or ``None`` when the claim was not measured.
-        seed_differences: the mean difference A - B of every seed (the stored seed spread); empty
-            when only the live run exists, which then stands alone.
-        reason: why it was not measured (required when ``difference`` is ``None``).
+        differences: d[s, i], shape (seeds, items).
     """
-    if difference is None:
+    d = _as_matrix(differences)
+    seeds, items = d.shape
+    ms_seed, ms_item, ms_residual = _mean_squares(d)
+    return {"seed": max((ms_seed - ms_residual) / items, 0.0), "item": max((ms_item - ms_residual) / seeds, 0.0),
+            "residual": ms_residual}
+
+
+def crossed_interval(differences: np.ndarray, *, level: float = LEVEL, family: int = 1) -> CrossedInterval:
+    """The interval of the expected paired difference over new seeds and new items.
+
+    The mean squares of a two-way layout without replication give the variance of the grand mean,
+    (MS_seed + MS_item - MS_residual) / (S N); it is kept at least MS_residual / (S N), the part no
+    design can remove, when sampling noise drives the sum lower. Satterthwaite's degrees of freedom
+    set the t quantile, and a family of ``family`` comparisons widens it by Bonferroni.
+
+    Args:
+        differences: d[s, i] = A[s, i] - B[s, i], shape (seeds, items), the items in the same order for every seed.
+        level: the family-wise coverage.
+        family: the number of comparisons in the lesson's family.
+    """
+    d = _as_matrix(differences)
+    if family < 1:
+        raise ValueError(f"a family holds at least one comparison; got {family}.")
+    seeds, items = d.shape
+    ms_seed, ms_item, ms_residual = _mean_squares(d)
+    combined = max(ms_seed + ms_item - ms_residual, ms_residual)
+    standard_error = math.sqrt(combined / (seeds * items))
+    if standard_error == 0.0:  # every difference identical: nothing varies, the interval is the point
+        df = float("inf")
+    else:
+        terms = ms_seed ** 2 / (seeds - 1) + ms_item ** 2 / (items - 1) + ms_residual ** 2 / ((seeds - 1) * (items - 1))
+        df = combined ** 2 / terms if terms > 0 else float("inf")
+        df = max(df, 1.0)
+    single_level = 1 - (1 - level) / family
+    quantile = float(scipy_stats.t.ppf(1 - (1 - single_level) / 2, df)) if math.isfinite(df) else \
+        float(scipy_stats.norm.ppf(1 - (1 - single_level) / 2))
+    mean = float(d.mean())
+    components = {"seed": max((ms_seed - ms_residual) / items, 0.0), "item": max((ms_item - ms_residual) / seeds, 0.0),
+                  "residual": ms_residual}
+    return CrossedInterval(mean, mean - quantile * standard_error, mean + quantile * standard_error, seeds, items,
+                           single_level, family, df, standard_error, components)
+
+
+def is_deterministic(differences: np.ndarray, *, tolerance: float = 1e-5) -> bool:
+    """Whether every seed changed every item by the same amount (and at least one item changed): an effect
+    of the items, not of training, which is told as counts (:func:`item_counts`)."""
+    d = _as_matrix(differences)
+    return bool(np.abs(d - d[0]).max() <= tolerance and np.abs(d[0]).max() > tolerance)
+
+
+def item_counts(differences: np.ndarray, *, family: int = 1, tolerance: float = 1e-5) -> ItemCounts:
+    """Counts of a deterministic effect and the exact two-sided sign test over the items it changed.
+
+    Args:
+        differences: d[s, i], the same in every seed (:func:`is_deterministic`).
+        family: the family size k (the test is judged at 0.05 / k).
+        tolerance: below this a difference counts as no change.
+    """
+    d = _as_matrix(differences)
+    if not is_deterministic(d, tolerance=tolerance):
+        raise ValueError("item_counts is for an effect that every seed repeats item by item; this one varies "
+                         "between seeds: use crossed_interval.")
+    row = d[0]
+    up, down = int((row > tolerance).sum()), int((row < -tolerance).sum())
+    changed = row[np.abs(row) > tolerance]
+    p_value = float(scipy_stats.binomtest(up, up + down, 0.5).pvalue)
+    return ItemCounts(up, down, row.size - up - down, row.size, d.shape[0], float(changed.mean()), p_value, family)
+
+
+def verdict(interval: Optional[CrossedInterval], *, margin: Optional[float] = None, reason: str = "") -> str:
+    """The verdict on the claim "A > B" from the family-wise interval of A - B.
+
+    Args:
+        interval: from :func:`crossed_interval` (or :func:`judge`); ``None`` when not measured.
+        margin: delta, the margin of practical relevance; ``None`` when the claim states none (then never
+            "equivalent").
+        reason: why it was not measured (required when ``interval`` is ``None``).
+    """
+    if interval is None:
         if not reason:
             raise ValueError("a claim that is not measured needs the reason.")
         return "not measured"
-    signs = {np.sign(d) for d in seed_differences}
-    if difference.low > 0 and signs <= {1.0}:
+    if not isinstance(interval, CrossedInterval):
+        raise TypeError("a verdict needs the interval over every stored seed and item (crossed_interval or judge), "
+                        f"not {type(interval).__name__}: one run's interval leaves the seed noise out.")
+    if interval.low > 0:
         return "reproduced"
-    if difference.high < 0 and signs <= {-1.0}:
+    if interval.high < 0:
         return "contradicted at this budget"
+    if margin is not None and -margin < interval.low and interval.high < margin:
+        return "equivalent at this budget"
     return "inconclusive at this budget"
+
+
+def _half_width(components: Mapping[str, float], seeds: int, items: int, level: float) -> float:
+    """The expected half-width of the interval at another design, from the variance components."""
+    seed_var, item_var, residual = components["seed"], components["item"], components["residual"]
+    ms_seed, ms_item = residual + items * seed_var, residual + seeds * item_var
+    combined = max(ms_seed + ms_item - residual, residual)
+    terms = ms_seed ** 2 / (seeds - 1) + ms_item ** 2 / (items - 1) + residual ** 2 / ((seeds - 1) * (items - 1))
+    df = max(combined ** 2 / terms, 1.0) if terms > 0 else float("inf")
+    quantile = float(scipy_stats.t.ppf(1 - (1 - level) / 2, df))
+    return quantile * math.sqrt(combined / (seeds * items))
+
+
+def _smallest(fits, low: int, limit: int) -> Optional[int]:
+    """The smallest n in [low, limit] with fits(n), by bisection (the expected half-width shrinks as n grows)."""
+    if not fits(limit):
+        return None
+    while low < limit:
+        middle = (low + limit) // 2
+        low, limit = (low, middle) if fits(middle) else (middle + 1, limit)
+    return low
+
+
+def seeds_needed(interval: CrossedInterval, effect: Optional[float] = None, *, limit: int = 200) -> Optional[int]:
+    """The smallest number of seeds, at the same items, whose expected interval would exclude 0 if the true
+    difference were ``effect`` (default: the one measured); ``None`` beyond ``limit`` or where the item noise
+    alone forbids it."""
+    effect = abs(interval.mean if effect is None else effect)
+    return _smallest(lambda seeds: _half_width(interval.components, seeds, interval.items, interval.level) < effect,
+                     2, limit)
+
+
+def items_needed(interval: CrossedInterval, effect: Optional[float] = None, *, limit: int = 2000) -> Optional[int]:
+    """Like :func:`seeds_needed`, for the number of held-out items at the same seeds."""
+    effect = abs(interval.mean if effect is None else effect)
+    return _smallest(lambda items: _half_width(interval.components, interval.seeds, items, interval.level) < effect,
+                     2, limit)
+
+
+def _budget(interval: CrossedInterval) -> str:
+    if abs(interval.mean) < 1e-12:
+        return "no budget settles a difference of 0"
+    effect, level, components = abs(interval.mean), interval.level, interval.components
+    seeds, items = seeds_needed(interval), items_needed(interval)
+    # Where even a vast number of one kind cannot do it, the other kind's noise sets the floor.
+    seeds_text = (f"about {seeds} seeds" if seeds else "more than 200 seeds"
+                  if _half_width(components, 10 ** 6, interval.items, level) < effect else "no number of seeds alone")
+    items_text = (f"about {items} items" if items else "more than 2000 items"
+                  if _half_width(components, interval.seeds, 10 ** 6, level) < effect else "no number of items alone")
+    return (f"if the true difference were {interval.mean:+.3f}: {seeds_text} at {interval.items} items, or "
+            f"{items_text} at {interval.seeds} seeds")
+
+
+def judge(differences: Mapping[str, np.ndarray], margins: Mapping[str, float], *, level: float = LEVEL
+          ) -> dict[str, Judgement]:
+    """Judge a lesson's family of comparisons together, each with its stated margin.
+
+    Args:
+        differences: comparison name -> d[s, i] of A - B (A the arm the claim favours), shape (seeds, items).
+        margins: comparison name -> delta, the margin of practical relevance in the score's units.
+        level: the family-wise coverage.
+
+    Returns:
+        comparison name -> :class:`Judgement`, with the family size k = ``len(differences)``.
+    """
+    missing = set(differences) - set(margins)
+    if missing:
+        raise ValueError(f"every comparison needs a stated margin of practical relevance; none for {sorted(missing)}.")
+    family = len(differences)
+    judged = {}
+    for name, d in differences.items():
+        margin = float(margins[name])
+        if is_deterministic(d):
+            counts = item_counts(d, family=family)
+            alpha = (1 - level) / family
+            if counts.p_value < alpha:
+                result = "reproduced" if counts.up > counts.down else "contradicted at this budget"
+                budget = ""
+            else:
+                result = "inconclusive at this budget"
+                needed = next(n for n in range(1, 64) if 2 * 0.5 ** n < alpha)
+                budget = f"a sign test at this family needs at least {needed} changed items, all one way"
+            judged[name] = Judgement(name, result, None, counts, margin, family, budget)
+            continue
+        interval = crossed_interval(d, level=level, family=family)
+        result = verdict(interval, margin=margin)
+        budget = _budget(interval) if result == "inconclusive at this budget" else ""
+        judged[name] = Judgement(name, result, interval, None, margin, family, budget)
+    return judged
+
+
+def simulate_differences(rng: np.random.Generator, *, seeds: int, items: int, mean: float, seed_sd: float,
+                         item_sd: float, residual_sd: float) -> np.ndarray:
+    """Paired differences d[s, i] drawn from the crossed model: for checking an interval's coverage.
+
+    Args:
+        rng: the random generator.
+        seeds, items: S and N.
+        mean: the true expected difference mu.
+        seed_sd, item_sd, residual_sd: sigma_a, sigma_b and sigma_e (the seed-by-item interaction and noise).
+    """
+    seed_effect = rng.normal(0.0, seed_sd, size=(seeds, 1))
+    item_effect = rng.normal(0.0, item_sd, size=(1, items))
+    return mean + seed_effect + item_effect + rng.normal(0.0, residual_sd, size=(seeds, items))
