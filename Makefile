@@ -110,7 +110,9 @@ test-browser: browser-setup data
 
 # Speed figures that do not belong in timed tests, and the stored benchmark tables of the
 # lessons (notebooks/results/): every arm and seed a lesson cannot train live. Same CPU
-# settings as the notebook tests. One lesson: make bench LESSONS=06.
+# settings as the notebook tests. One lesson: make bench LESSONS=06. An interrupted run
+# resumes where it stopped (notebooks/results/*.partial); trained runs are kept outside the
+# repository (the saved-runs folder's benchmark/), so a changed score re-scores without training.
 LESSONS ?= 04 06 07
 bench: setup
 	$(TEST_ENV) $(BIN)/python tests/benchmarks/bench_volumes.py

@@ -1,45 +1,366 @@
-"""Stored benchmark tables: they round-trip, and a table the code has outgrown fails here."""
+"""Stored benchmark tables: the code still makes them (hash and fingerprint), the format round-trips, a run resumes.
 
-import dataclasses
+The lessons' tables are checked against the code in ``test_every_stored_table_matches_the_code``;
+everything else runs on a tiny benchmark declared here (a two-layer network on 12×12 images),
+in well under a second per run.
+"""
+
 from importlib import import_module
+from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+import torch.nn as nn
 
-from unet_lessons.benchmark import LESSONS, Arm, config_hash, read_table, stale_arms, table_path, write_table
+from unet_lessons.benchmark import (LESSONS, RESULTS_ENV, Arm, ArmStamp, Benchmark, Fingerprint, arm_stamps,
+                                    check_table, load_benchmark, load_parent_weights, read_table, restamp,
+                                    run_benchmark, stale_arms, table_path, write_table)
+from unet_lessons.benchmark.resolve import LOSS_RTOL, SCORE_ATOL
+from unet_lessons.benchmark.runner import _Units, partial_path, run_name
+from unet_lessons.data import PatchSampler
+from unet_lessons.metrics import dice_per_class
+from unet_lessons.runs import saved_runs
+from unet_lessons.train import TrainConfig, predict
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- the lessons' stored tables
 
 @pytest.mark.parametrize("lesson", sorted(LESSONS))
-def test_every_stored_table_matches_the_code(lesson):
+def test_every_stored_table_matches_the_code(lesson, monkeypatch):
+    """Rebuilds every arm from the code: its resolved-settings hash, and its fingerprint (three training
+    steps of seed 0, then every score of held-out item 0), within LOSS_RTOL and SCORE_ATOL of the table's.
+    The tables are this checkout's (or those in $UNET_LESSONS_RESULTS, when set)."""
+    monkeypatch.chdir(REPO)
+    benchmark, table = load_benchmark(lesson), read_table(table_path(lesson))
+    data = benchmark.make_data()
+    problems = check_table(table, benchmark, data=data)
+    assert not problems, (
+        f"{table.path.name} no longer matches the code (losses within a relative {LOSS_RTOL:g}, scores within "
+        f"{SCORE_ATOL:g}):\n  " + "\n  ".join(problems) + f"\nRe-run `make bench LESSONS={lesson}` "
+        f"(python -m unet_lessons.benchmark {lesson}) and commit the table.")
     module = import_module(f"unet_lessons.benchmark.{LESSONS[lesson]}")
-    table = read_table(table_path(lesson))
-    stale = stale_arms(table, module.ARMS, module.SHARED)
-    assert not stale, (f"{table.path.name} was made with other settings for {stale}: re-run "
-                       f"`make bench` (python -m unet_lessons.benchmark {lesson}) and commit the table.")
+    assert not stale_arms(table, module.ARMS, module.SHARED, data=data)  # as the lesson calls it
     assert len(table.seeds) >= 3, "a seed spread needs at least three seeds"
-    items = {len(table.scores(arm.name, seed)) for arm in module.ARMS for seed in table.seeds}
-    assert items == {len(module.SHARED["test_volumes"])}, "every arm and seed is scored on every test item"
+    items = {len(table.scores(arm.name, seed, held_out=held_out))
+             for arm in benchmark.arms for seed in table.seeds for held_out in table.held_out_sets}
+    assert items == {len(data["test_labels"])}, "every arm and seed is scored on every test item"
 
 
-@pytest.mark.parametrize("lesson", sorted(LESSONS))
-def test_a_changed_setting_makes_the_table_stale(lesson):
-    module = import_module(f"unet_lessons.benchmark.{LESSONS[lesson]}")
-    table = read_table(table_path(lesson))
-    first = module.ARMS[0]
-    changed = dataclasses.replace(first, settings={**first.settings, "a new setting": 1})
-    assert stale_arms(table, (changed,) + tuple(module.ARMS[1:]), module.SHARED) == [first.name]
-    assert stale_arms(table, module.ARMS, {**module.SHARED, "steps": module.SHARED["steps"] + 1}) == [
-        arm.name for arm in module.ARMS]
+def test_the_lessons_call_stale_arms_with_their_arms_and_shared_settings():
+    lesson04 = load_benchmark("04")
+    from unet_lessons.benchmark.resolve import _benchmark_of
+
+    assert _benchmark_of(tuple(lesson04.arms), lesson04.shared) is lesson04
+    with pytest.raises(ValueError, match="own SHARED"):
+        _benchmark_of(tuple(lesson04.arms), {**lesson04.shared, "steps": 1})
 
 
-def test_tables_round_trip(tmp_path):
-    arms = (Arm("a", {"x": 1}), Arm("b", {"x": 2}))
-    rows = [dict(arm=a, seed=s, item=i, dice=0.5 + 0.1 * i + 0.01 * s) for a in "ab" for s in (0, 1) for i in (0, 1)]
-    path = write_table(tmp_path / "t.csv", arms, {"steps": 3}, rows, seconds=12.0)
+def test_table_path_is_found_from_the_repository_root_or_from_inside_notebooks(monkeypatch, tmp_path):
+    monkeypatch.delenv(RESULTS_ENV, raising=False)
+    monkeypatch.chdir(REPO)
+    from_root = table_path("04")
+    monkeypatch.chdir(REPO / "notebooks")
+    assert table_path("04").resolve() == from_root.resolve() == (REPO / "notebooks/results/04_vnet.csv")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=RESULTS_ENV):
+        table_path("04")
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "elsewhere"))
+    assert table_path("04") == tmp_path / "elsewhere" / "04_vnet.csv"
+
+
+# ---------------------------------------------------------------- a tiny benchmark
+
+@pytest.fixture(autouse=True)
+def _one_thread_for_tiny_tensors(request):
+    """The tiny benchmark runs on one thread: on 12×12 images a second thread only makes the first wait, which on
+    a busy 2-core machine turns 10 ms of training into a second. The lessons' checks keep the tables' thread count."""
+    if "lesson" in request.fixturenames:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class TinyNet(nn.Module):
+    """Conv -> ReLU -> 1×1 head; ``extra`` adds a residual 1×1 layer that only a child arm has."""
+
+    def __init__(self, extra: bool = False) -> None:
+        super().__init__()
+        self.features = nn.Conv2d(1, 4, 3, padding=1)
+        self.head = nn.Conv2d(4, 2, 1)
+        self.extra = nn.Conv2d(2, 2, 1) if extra else None
+
+    def forward(self, x):
+        out = self.head(torch.relu(self.features(x)))
+        return out + self.extra(out) if self.extra is not None else out
+
+
+def tiny_data():
+    rng = np.random.default_rng(0)
+    labels = (rng.random((6, 12, 12)) > 0.7).astype(np.int64)
+    images = (labels + 0.4 * rng.standard_normal((6, 12, 12))).astype(np.float32)
+    return dict(train_images=images[:4], train_labels=labels[:4], test_images=images[4:], test_labels=labels[4:])
+
+
+def _dice(model, images, labels):
+    prediction = predict(model, torch.from_numpy(images[:, None])).argmax(1)
+    return np.array([float(dice_per_class(p, t, 2)[1]) for p, t in zip(prediction, torch.from_numpy(labels))])
+
+
+def tiny_score(model, arm, data):
+    """Two held-out sets: the test images, and the same with a brightness shift (another 'domain')."""
+    return {"test": {"dice": _dice(model, data["test_images"], data["test_labels"]),
+                     "foreground": data["test_labels"].reshape(len(data["test_labels"]), -1).mean(1)},
+            "brighter": {"dice": _dice(model, data["test_images"] + 0.5, data["test_labels"])}}
+
+
+def tiny_measure(model, arm, data, history):
+    return {"train_dice": float(_dice(model, data["train_images"], data["train_labels"]).mean()),
+            "seconds_per_step": history["seconds"] / len(history["loss"])}
+
+
+def tiny_benchmark(*, base_lr=0.05, child_lr=0.01, label_smoothing=0.0, score=tiny_score, arms=None):
+    arms = arms or (Arm("fine-tuned", {"lr": child_lr, "extra": True}, parent="base"), Arm("base", {"lr": base_lr}))
+
+    def make_arm(name, seed, data):
+        arm = {arm.name: arm for arm in arms}[name]
+        torch.manual_seed(seed)
+        model = TinyNet(extra=arm.settings.get("extra", False))
+        batches = PatchSampler(data["train_images"], data["train_labels"], patch_size=8, batch_size=2,
+                               augment=False, seed=seed, mean=0.0, std=1.0)
+        config = TrainConfig(steps=4, lr=arm.settings["lr"], device="cpu", progress=False)
+        return model, batches, nn.CrossEntropyLoss(label_smoothing=label_smoothing), config
+
+    return Benchmark(lesson="tiny", table="tiny.csv", seeds=(0, 1), arms=tuple(arms),
+                     shared={"about": "prose: not hashed"}, make_data=tiny_data, make_arm=make_arm, score=score,
+                     measure=tiny_measure)
+
+
+def _rows_without_timings(table):
+    return [{k: v for k, v in row.items() if k not in ("seconds", "seconds_per_step")} for row in table.rows]
+
+
+def test_a_changed_setting_and_a_changed_behaviour_are_each_detected(tmp_path, monkeypatch):
+    benchmark, data = tiny_benchmark(), tiny_data()
+    path = write_table(tmp_path / "tiny.csv", arm_stamps(benchmark, data), [], facts={"commit": "x"})
     table = read_table(path)
-    assert table.seeds == [0, 1] and table.hashes["a"] == config_hash(arms[0], {"steps": 3})
-    assert table.scores("b", 1).tolist() == [0.51, 0.61] and table.facts["benchmark seconds"] == "12"
-    assert table.seed_differences("a", "b").tolist() == [0.0, 0.0]
+    assert check_table(table, benchmark, data=data) == []
+    # A setting: the parent's learning rate. The child's hash holds its parent's, so both are stale.
+    assert stale_arms(table, tiny_benchmark(base_lr=0.1), data=data) == ["fine-tuned", "base"]
+    # A default nobody wrote in the arm's settings: the loss's label smoothing.
+    problems = check_table(table, tiny_benchmark(label_smoothing=0.1), data=data, fingerprint=False)
+    assert any(p.startswith("'base': resolved settings hash") for p in problems), problems
+    # The data: one voxel of one training label.
+    changed = {**data, "train_labels": data["train_labels"].copy()}
+    changed["train_labels"][0, 0, 0] ^= 1
+    assert stale_arms(table, benchmark, data=changed) == ["fine-tuned", "base"]
+    # Behaviour with the same settings: a metric, then a forward pass. Only the fingerprint sees them.
+    def halved_score(model, arm, data):
+        scores = tiny_score(model, arm, data)
+        scores["test"]["dice"] = scores["test"]["dice"] / 2
+        return scores
+
+    problems = check_table(table, tiny_benchmark(score=halved_score), data=data)
+    assert not any("hash" in p for p in problems)
+    assert any(p.startswith("'base': score test/dice of held-out item 0") for p in problems), problems
+    monkeypatch.setattr(TinyNet, "forward", lambda self, x: self.head(torch.tanh(self.features(x))))
+    problems = check_table(table, benchmark, data=data)
+    assert problems and not any("hash" in p for p in problems)
+    assert any(p.startswith("'base': loss of step 1") for p in problems), problems
+
+
+def test_the_table_format_round_trips_held_out_sets_parents_and_per_seed_columns(tmp_path):
+    stamps = [ArmStamp("a", "0123456789ab", Fingerprint((0.5, 0.25, 0.125), {"test/dice": 0.5, "other/dice": 0.25})),
+              ArmStamp("b, fine-tuned", "ba9876543210", Fingerprint((1.0, 0.5, 0.25), {"test/dice": 0.75}), "a")]
+    rows = [dict(arm=arm, seed=seed, held_out=held_out, item=item, dice=0.5 + 0.1 * item + 0.01 * seed + shift,
+                 seconds=10.0 + seed, train_dice=0.9 - 0.1 * seed)
+            for arm in ("a", "b, fine-tuned") for seed in (0, 1) for held_out, shift in (("test", 0.0), ("other", 0.2))
+            for item in (0, 1)]
+    table = read_table(write_table(tmp_path / "t.csv", stamps, rows, facts={"commit": "abc", "benchmark seconds": "12"}))
+    assert table.stamps() == stamps and table.parents == {"b, fine-tuned": "a"}
+    assert table.seeds == [0, 1] and table.arms == ["a", "b, fine-tuned"] and table.held_out_sets == ["test", "other"]
+    assert table.scores("b, fine-tuned", 1).tolist() == [0.51, 0.61]
+    assert table.scores("a", 0, held_out="other").tolist() == pytest.approx([0.7, 0.8])
+    assert table.seed_differences("a", "b, fine-tuned", held_out="other").tolist() == [0.0, 0.0]
+    assert table.differences("a", "a", "dice", metric_b="train_dice").ravel() == pytest.approx([-0.4, -0.3, -0.29, -0.19])
+    assert table.per_seed("a", "train_dice").tolist() == [0.9, 0.8] and table.facts["benchmark seconds"] == "12"
+    with pytest.raises(ValueError, match="per-item"):
+        table.per_seed("a", "dice")
     with pytest.raises(KeyError, match="make bench"):
         table.scores("c", 0)
     with pytest.raises(FileNotFoundError, match="make bench"):
         read_table(tmp_path / "missing.csv")
+    # Tables written before held-out sets, fingerprints and parents read as one set, "test".
+    old = tmp_path / "old.csv"
+    old.write_text("# commit: 4fdaf54\n# arm: a | hash: 8660cb8529c6\narm,seed,item,dice\na,0,0,0.5\na,0,1,0.25\n")
+    table = read_table(old)
+    assert table.held_out_sets == ["test"] and table.scores("a", 0).tolist() == [0.5, 0.25]
+    assert table.hashes == {"a": "8660cb8529c6"} and table.fingerprints == {} and table.parents == {}
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumes_to_the_same_table(tmp_path):
+    whole = read_table(run_benchmark(tiny_benchmark(), results=tmp_path / "a", runs=tmp_path / "runs-a",
+                                     progress=False))
+    scored = []
+
+    def score_then_stop(model, arm, data):
+        if len(data["test_labels"]) > 1:  # not the fingerprint's one-item view
+            scored.append(arm.name)
+            if len(scored) == 2:
+                raise Interrupted
+        return tiny_score(model, arm, data)
+
+    with pytest.raises(Interrupted):
+        run_benchmark(tiny_benchmark(score=score_then_stop), results=tmp_path / "b", runs=tmp_path / "runs-b",
+                      progress=False)
+    partial = read_table(partial_path(tmp_path / "b" / "tiny.csv"))
+    assert partial.units() == {("base", 0)}  # parents first; one unit finished
+    assert not (tmp_path / "b" / "tiny.csv").exists()
+    resumed = read_table(run_benchmark(tiny_benchmark(), results=tmp_path / "b", runs=tmp_path / "runs-b",
+                                       progress=False))
+    assert not partial_path(tmp_path / "b" / "tiny.csv").exists()
+    assert _rows_without_timings(resumed) == _rows_without_timings(whole)
+    assert resumed.stamps() == whole.stamps() and resumed.columns == whole.columns
+    assert resumed.held_out_sets == ["test", "brighter"] and "collapsed" in resumed.columns
+    assert resumed.per_seed("fine-tuned", "train_dice").shape == (2,)
+    # A partial file made by other settings is not resumed from.
+    partial_path(tmp_path / "b" / "tiny.csv").write_text((tmp_path / "b" / "tiny.csv").read_text())
+    other = read_table(run_benchmark(tiny_benchmark(child_lr=0.02), results=tmp_path / "b", runs=tmp_path / "runs-b",
+                                     progress=False))
+    assert other.hashes["fine-tuned"] != whole.hashes["fine-tuned"]
+
+
+def test_a_new_score_function_rescores_the_saved_runs_without_training(tmp_path, monkeypatch, capsys):
+    first = read_table(run_benchmark(tiny_benchmark(), results=tmp_path, runs=tmp_path / "runs", progress=False))
+
+    def more_scores(model, arm, data):
+        scores = tiny_score(model, arm, data)
+        scores["test"]["dice_twice"] = 2 * scores["test"]["dice"]
+        return scores
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the runner trained instead of loading the saved run")
+
+    monkeypatch.setattr("unet_lessons.benchmark.runner.fit", no_training)
+    again = read_table(run_benchmark(tiny_benchmark(score=more_scores), results=tmp_path, runs=tmp_path / "runs",
+                                     progress=False))
+    assert "loaded from its saved run" in capsys.readouterr().out
+    assert [row["seconds"] for row in again.rows] == [row["seconds"] for row in first.rows]  # the training's
+    assert again.scores("base", 1, "dice_twice") == pytest.approx(2 * first.scores("base", 1), abs=2e-6)
+    # A changed setting names the run differently: it can never load the stale one.
+    with pytest.raises(AssertionError, match="trained instead"):
+        run_benchmark(tiny_benchmark(base_lr=0.07), results=tmp_path, runs=tmp_path / "runs", progress=False)
+
+
+def test_a_child_arm_starts_from_its_parents_trained_weights(tmp_path):
+    benchmark, data = tiny_benchmark(child_lr=0.0), tiny_data()  # lr 0: the child keeps what it starts from
+    assert [arm.name for arm in benchmark.ordered_arms()] == ["base", "fine-tuned"]
+    stamps = {stamp.name: stamp for stamp in arm_stamps(benchmark, data)}
+    with saved_runs("off"):
+        units = _Units(benchmark, data, stamps)
+        child, *_ = units.trained(benchmark.arm["fine-tuned"], 1)
+    parent = units.states["base", 1]
+    child_state = child.state_dict()
+    assert set(child_state) - set(parent) == {"extra.weight", "extra.bias"}
+    assert all(torch.equal(child_state[k], v) for k, v in parent.items())
+    # The child's run name holds its initial weights: another parent, another name.
+    model = TinyNet(extra=True)
+    name = run_name("tiny", benchmark.arm["fine-tuned"], 1, stamps["fine-tuned"], model)
+    load_parent_weights(model, {k: v + 1 for k, v in parent.items()}, arm="fine-tuned", parent="base")
+    assert run_name("tiny", benchmark.arm["fine-tuned"], 1, stamps["fine-tuned"], model) != name
+
+
+def test_parents_are_checked_when_declared_and_when_loaded():
+    with pytest.raises(ValueError, match="unknown parent arm for 'b' -> 'nobody'"):
+        tiny_benchmark(arms=(Arm("a", {"lr": 0.1}), Arm("b", {"lr": 0.1}, parent="nobody")))
+    with pytest.raises(ValueError, match="cycle: a -> b -> a"):
+        tiny_benchmark(arms=(Arm("a", {"lr": 0.1}, parent="b"), Arm("b", {"lr": 0.1}, parent="a")))
+    with pytest.raises(ValueError, match="unique"):
+        tiny_benchmark(arms=(Arm("a", {"lr": 0.1}), Arm("a", {"lr": 0.2})))
+    parent = TinyNet(extra=True).state_dict()
+    with pytest.raises(ValueError, match=r"2 weights of 'FCN-32s' that 'FCN-16s' lacks \(extra.bias"):
+        load_parent_weights(TinyNet(), parent, arm="FCN-16s", parent="FCN-32s")
+    wider = nn.Conv2d(1, 8, 3, padding=1).state_dict()
+    with pytest.raises(ValueError, match=r"shapes differ \(features.weight: \(8, 1, 3, 3\) in 'a', \(4, 1, 3, 3\) in 'b'"):
+        load_parent_weights(TinyNet(), {f"features.{k}": v for k, v in wider.items()}, arm="b", parent="a")
+
+
+def test_restamping_needs_a_matching_rerun_of_seed_0_and_keeps_every_row(tmp_path):
+    benchmark = tiny_benchmark()
+    path = run_benchmark(benchmark, results=tmp_path, runs=tmp_path / "runs", progress=False)
+    fresh = path.read_text()
+    # The table as older code stored it: other hashes, no fingerprints, other facts.
+    body = fresh[fresh.index("arm,seed,"):]
+    path.write_text("# commit: 1234567\n# date: 2026-12-01\n# arm: base | hash: 000000000000\n"
+                    "# arm: fine-tuned | hash: 111111111111 | parent: base\n" + body)
+    lines = body.splitlines()
+    seconds = lines[0].split(",").index("seconds")
+    rerun = [lines[0]] + [",".join("99.9" if i == seconds else v for i, v in enumerate(line.split(",")))
+                          for line in lines[1:] if line.split(",")[1] == "0"]
+    verification = tmp_path / "rerun.csv"
+    verification.write_text("# commit: unknown\n" + "\n".join(rerun) + "\n")
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("# commit: unknown\n" + "\n".join(rerun).replace("base,0,test,0,", "base,0,test,0,7") + "\n")
+    with pytest.raises(ValueError, match=r"arm 'base', column 'dice': 1 of 4 rows differ \(largest: test item 0"):
+        restamp(benchmark, wrong, results=tmp_path)
+    stamped = read_table(restamp(benchmark, verification, results=tmp_path))
+    assert path.read_text().endswith(body)  # every row unchanged (the tiny table has "\\n" line endings already)
+    assert stamped.facts["commit"] == "1234567" and stamped.facts["date"] == "2026-12-01"
+    assert "seed 0 of every arm was re-run" in stamped.facts["restamped"]
+    assert check_table(stamped, benchmark) == []
+
+
+def test_restamping_from_the_older_codes_first_losses(tmp_path):
+    import json
+
+    from unet_lessons.benchmark.restamp import compare_losses
+
+    benchmark = tiny_benchmark()
+    path = run_benchmark(benchmark, results=tmp_path, runs=tmp_path / "runs", progress=False)
+    today = {name: list(fingerprint.losses) for name, fingerprint in read_table(path).fingerprints.items()}
+    fresh = path.read_text()
+    body = fresh[fresh.index("arm,seed,"):]
+    # The table as older code stored it: other hashes, no fingerprints.
+    path.write_text("# commit: 1234567\n# arm: base | hash: 000000000000\n"
+                    "# arm: fine-tuned | hash: 111111111111 | parent: base\n" + body)
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"commit": "abcdef0", "losses": {**today, "base": [v * 1.001 for v in today["base"]]}}))
+    with pytest.raises(ValueError, match=r"arm 'base': losses .* from the older code"):
+        restamp(benchmark, original_losses=old, results=tmp_path)
+    assert "# fingerprint:" not in path.read_text()     # refused: nothing written
+    assert compare_losses({"base": [1.0, 2.0, 3.0]}, {"base": (1.0, 2.0, 3.0)}) == []
+    assert compare_losses({}, {"base": (1.0,)}) == ["arm 'base': no losses from the older code"]
+    old.write_text(json.dumps({"commit": "abcdef0", "losses": today}))
+    stamped = read_table(restamp(benchmark, original_losses=old, results=tmp_path))
+    assert path.read_text().endswith(body) and stamped.facts["commit"] == "1234567"
+    assert "the code of commit abcdef0 gave every arm's first three training losses" in stamped.facts["restamped"]
+    assert check_table(stamped, benchmark) == []
+    with pytest.raises(ValueError, match="one kind of evidence"):
+        restamp(benchmark, results=tmp_path)
+
+
+def test_the_command_line_refuses_to_restamp_a_lesson_without_a_matching_rerun(tmp_path, monkeypatch, capsys):
+    from unet_lessons.benchmark.__main__ import main
+    from unet_lessons.benchmark.table import split_table_text
+
+    monkeypatch.chdir(REPO)
+    stored = table_path("04").read_text()
+    _, body = split_table_text(stored)
+    header, first, *rest = body.splitlines()
+    dice = header.split(",").index("dice")
+    values = first.split(",")
+    values[dice] = f"{float(values[dice]) + 0.5:.6f}"
+    rerun = tmp_path / "rerun.csv"
+    rerun.write_text("\n".join([header, ",".join(values)] + [line for line in rest if line.split(",")[1] == "0"]))
+    assert main(["04", "--restamp", str(rerun)]) == 1
+    assert f"arm '{values[0]}', column 'dice': 1 of 12 rows differ" in capsys.readouterr().err
+    assert table_path("04").read_text() == stored

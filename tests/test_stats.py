@@ -129,16 +129,19 @@ def test_a_deterministic_effect_is_told_as_counts():
 
 
 def test_the_budget_that_would_settle_a_comparison():
-    d = simulate_differences(np.random.default_rng(5), seeds=3, items=12, mean=0.02, seed_sd=0.03, item_sd=0.01,
-                             residual_sd=0.01)
-    interval = crossed_interval(d)
-    needed = seeds_needed(interval)
-    assert needed is None or needed > 3
-    # Seed noise dominates here, so more items alone cannot narrow the interval enough.
-    assert items_needed(interval) is None or items_needed(interval) > 12
-    judged = judge({"x": d}, {"x": 0.005})["x"]
-    if judged.verdict == "inconclusive at this budget":
-        assert "seeds at 12 items" in judged.budget
+    rng = np.random.default_rng(5)
+    # Seed noise dominates: more seeds settle it, more items alone cannot.
+    seeds_noisy = 0.02 + np.array([[0.03], [-0.03], [0.0]]) + rng.normal(0, 0.002, (3, 12))
+    interval = crossed_interval(seeds_noisy)
+    assert interval.low < 0 and seeds_needed(interval) > 3 and items_needed(interval) is None
+    budget = judge({"x": seeds_noisy}, {"x": 0.005})["x"].budget
+    assert f"about {seeds_needed(crossed_interval(seeds_noisy))} seeds at 12 items" in budget
+    assert "no number of items alone at 3 seeds" in budget
+    # Item noise dominates: more items settle it, more seeds alone cannot.
+    items_noisy = 0.01 + rng.normal(0, 0.06, (1, 12)) + rng.normal(0, 0.001, (5, 12))
+    interval = crossed_interval(items_noisy)
+    assert interval.low < 0 and seeds_needed(interval) is None and items_needed(interval) > 12
+    assert "no number of seeds alone at 12 items" in judge({"x": items_noisy}, {"x": 0.001})["x"].budget
 
 
 def test_one_run_is_described_not_judged():

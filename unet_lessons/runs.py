@@ -20,18 +20,19 @@ Saved runs live outside the repository, in ``UNET_LESSONS_RUN_DIR`` or else
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["MODES", "use_saved_runs", "run_mode", "run_directory", "load_run", "save_run", "atomic_save"]
+__all__ = ["MODES", "use_saved_runs", "saved_runs", "run_mode", "run_directory", "load_run", "save_run", "atomic_save"]
 
 MODES = ("off", "reuse", "refresh")
 MODE_ENV, DIRECTORY_ENV = "UNET_LESSONS_RUNS", "UNET_LESSONS_RUN_DIR"
@@ -52,6 +53,27 @@ def use_saved_runs(mode: Optional[str] = None, directory: Optional[str | os.Path
                          f"{'the environment variable ' + MODE_ENV if mode == os.environ.get(MODE_ENV) else 'the call'}).")
     _session["mode"], _session["directory"] = mode, None if directory is None else str(directory)
     return mode
+
+
+@contextlib.contextmanager
+def saved_runs(mode: str, directory: Optional[str | os.PathLike] = None) -> Iterator[Path]:
+    """Within the ``with`` block, use saved runs in ``mode`` from ``directory``; afterwards, what was in force before.
+
+    For tools that keep their own runs (the stored benchmark) without changing a lesson's session.
+
+    Args:
+        mode: ``"off"``, ``"reuse"`` or ``"refresh"``.
+        directory: where runs are saved; ``None`` keeps the folder in force.
+
+    Yields:
+        The folder the runs are saved in.
+    """
+    before = dict(_session)
+    use_saved_runs(mode, directory if directory is not None else _session["directory"])
+    try:
+        yield run_directory()
+    finally:
+        _session.update(before)
 
 
 def run_mode() -> str:

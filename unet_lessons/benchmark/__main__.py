@@ -1,37 +1,67 @@
-"""``python -m unet_lessons.benchmark LESSON``: run a lesson's arms over its seeds and store the table."""
+"""``python -m unet_lessons.benchmark LESSON``: train every arm of a lesson over its seeds and store the table.
+
+Resumes an interrupted run from the partial file beside the table (when the code still
+matches it). ``--check`` only compares the stored table with the code; ``--restamp TABLE``
+re-stamps the stored table's header after a re-run of seed 0 (``--seeds 0 --results DIR``)
+matched it, ``--restamp-from-losses JSON`` after the code that made it gave today's first
+training losses (:mod:`unet_lessons.benchmark.restamp`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
-from importlib import import_module
 from pathlib import Path
 
-from . import LESSONS, RESULTS, write_table
+from .declare import LESSONS, load_benchmark
+from .resolve import check_table
+from .restamp import restamp
+from .runner import run_benchmark
+from .table import RESULTS_ENV, read_table, results_directory
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m unet_lessons.benchmark", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m unet_lessons.benchmark", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("lesson", choices=sorted(LESSONS), help="the lesson number")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the stored tables")
-    parser.add_argument("--seeds", type=int, nargs="*", help="override the lesson's seeds (for a quick look)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="override the lesson's seeds (a re-run of seed 0: --seeds 0)")
+    parser.add_argument("--results", type=Path,
+                        help=f"folder of the stored tables (default: ${RESULTS_ENV}, else ./notebooks/results, "
+                             "else ./results inside notebooks/)")
+    parser.add_argument("--runs", type=Path, help="folder of the saved training runs (default: the saved-runs "
+                                                  "folder's benchmark/, outside the repository)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs)")
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--check", action="store_true", help="compare the stored table with the code; train nothing")
+    action.add_argument("--restamp", type=Path, metavar="TABLE",
+                        help="re-stamp the stored table's header if TABLE, a re-run of seed 0, matches its rows")
+    action.add_argument("--restamp-from-losses", type=Path, metavar="JSON",
+                        help="re-stamp the stored table's header if JSON, the first losses of the code that made it "
+                             "(tests/benchmarks/first_losses.py), equals today's arm by arm")
     args = parser.parse_args(argv)
-    lesson = import_module(f"{__package__}.{LESSONS[args.lesson]}")
-    seeds = args.seeds if args.seeds else list(lesson.SEEDS)
-    start, rows = time.perf_counter(), []
-    data = lesson.make_data()
-    for arm in lesson.ARMS:
-        for seed in seeds:
-            arm_start = time.perf_counter()
-            arm_rows = lesson.run_arm(arm, seed, data)
-            rows += arm_rows
-            mean = sum(row[lesson.METRIC] for row in arm_rows) / len(arm_rows)
-            print(f"{arm.name:40s} seed {seed}: mean {lesson.METRIC} {mean:.3f} ({time.perf_counter() - arm_start:.0f} s)",
-                  flush=True)
-    seconds = time.perf_counter() - start
-    path = write_table(Path(args.results) / lesson.TABLE, lesson.ARMS, lesson.SHARED, rows, seconds=seconds)
-    print(f"wrote {path} ({len(rows)} rows) in {seconds:.0f} s")
+    try:
+        return _run(args)
+    except FileNotFoundError as error:  # no results folder found, or no table yet: the message says what to do
+        print(error, file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    benchmark = load_benchmark(args.lesson)
+    if args.check:
+        path = results_directory(args.results) / benchmark.table
+        problems = check_table(read_table(path), benchmark)
+        print(f"{path}: " + ("matches the code" if not problems else "stale:\n  " + "\n  ".join(problems)))
+        return 1 if problems else 0
+    if args.restamp or args.restamp_from_losses:
+        try:
+            path = restamp(args.lesson, args.restamp, original_losses=args.restamp_from_losses, results=args.results)
+        except ValueError as error:
+            print(error, file=sys.stderr)
+            return 1
+        print(f"re-stamped {path}")
+        return 0
+    run_benchmark(benchmark, seeds=args.seeds, results=args.results, runs=args.runs, progress=not args.no_progress)
     return 0
 
 

@@ -18,8 +18,6 @@ volumes, to show the gap between the two.
 
 from __future__ import annotations
 
-import time
-import warnings
 from typing import Any
 
 import numpy as np
@@ -32,9 +30,9 @@ from ..losses import RegionDiceLoss
 from ..metrics import dice_per_region
 from ..models import MyronenkoNet
 from ..targets import BRATS_REGION_CLASSES, labels_to_regions
-from ..train import PredictionCollapseWarning, TrainConfig, fit
+from ..train import TrainConfig
 from ..utils import seed_everything
-from . import Arm
+from .declare import Arm, Benchmark
 
 TABLE = "07_autoencoder_regularization.csv"
 METRIC = "dice"
@@ -129,27 +127,23 @@ def region_scores(regions: torch.Tensor, labels: np.ndarray) -> dict[str, np.nda
     return {"dice": dice.mean(1), **{f"dice_{name}": dice[:, r] for r, name in enumerate(REGIONS)}}
 
 
+def held_out_scores(model: nn.Module, arm: Arm, data: dict) -> dict[str, dict[str, np.ndarray]]:
+    """Per held-out volume: the Dice of each region and their mean (the one held-out set, ``"test"``)."""
+    return {"test": region_scores(predict_regions(model, data["test_images"]), data["test_labels"])}
+
+
+def training_dice(model: nn.Module, arm: Arm, data: dict, history: dict) -> dict[str, float]:
+    """The mean Dice on the arm's own training volumes: one number per arm and seed."""
+    images, labels = training_volumes(arm, data)
+    return {"train_dice": float(region_scores(predict_regions(model, images), labels)["dice"].mean())}
+
+
 def score(model: nn.Module, arm: Arm, data: dict) -> dict[str, np.ndarray]:
     """Held-out scores per volume, and the mean Dice on the arm's own training volumes (the same on every row)."""
-    scores = region_scores(predict_regions(model, data["test_images"]), data["test_labels"])
-    images, labels = training_volumes(arm, data)
-    train = region_scores(predict_regions(model, images), labels)["dice"].mean()
-    scores["train_dice"] = np.full(len(data["test_labels"]), train)
+    scores = dict(held_out_scores(model, arm, data)["test"])
+    scores["train_dice"] = np.full(len(data["test_labels"]), training_dice(model, arm, data, {})["train_dice"])
     return scores
 
 
-def run_arm(arm: Arm, seed: int, data: dict) -> list[dict]:
-    """Train one arm with one seed and score it per test volume: rows of the stored table."""
-    model, sampler, loss, _ = make_arm(arm.name, seed, data)
-    start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:  # a collapse is recorded in the table, not lost in a log
-        warnings.simplefilter("always", PredictionCollapseWarning)
-        fit(model, sampler, loss, make_config(arm, progress=False))
-    seconds = time.perf_counter() - start
-    collapsed = int(any(issubclass(w.category, PredictionCollapseWarning) for w in caught))
-    if collapsed:
-        print(f"{arm.name}, seed {seed}: the predictions collapsed in training (recorded as collapsed=1)", flush=True)
-    scores = score(model, arm, data)
-    return [dict(arm=arm.name, seed=seed, item=i, seconds=round(seconds, 1), collapsed=collapsed,
-                 **{key: round(float(values[i]), 6) for key, values in scores.items()})
-            for i in range(len(data["test_labels"]))]
+BENCHMARK = Benchmark(lesson="07", table=TABLE, seeds=SEEDS, arms=ARMS, shared=SHARED, make_data=make_data,
+                      make_arm=make_arm, score=held_out_scores, measure=training_dice, metric=METRIC)

@@ -1,0 +1,190 @@
+"""The one runner: train every (arm, seed) a lesson declares, score it, and store the table.
+
+For every unit (arm, seed), parents before children:
+
+1. build it with the lesson's ``make_arm`` (a child starts from its parent's trained weights);
+2. load its saved run, or train it with :func:`unet_lessons.train.fit` and save the run, named
+   so that a stale run can never load (:func:`run_name`);
+3. score it with the lesson's ``score`` and ``measure``, and append its rows to a partial file.
+
+An interrupted run resumes from the partial file when its arms' hashes and fingerprints
+still match the code; the finished table replaces the old one atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import io
+import os
+import re
+import time
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from ..runs import load_run, run_directory, save_run, saved_runs
+from ..train import PredictionCollapseWarning, fit
+from .declare import Arm, Benchmark, item_values, load_parent_weights
+from .resolve import LOSS_RTOL, SCORE_ATOL, arm_stamps, weights_digest
+from .table import (ArmStamp, current_facts, fingerprint_differences, read_table, results_directory, table_columns,
+                    unit_rows, write_table)
+
+__all__ = ["run_benchmark", "run_name", "partial_path", "default_runs_directory"]
+
+
+def default_runs_directory() -> Path:
+    """Where the benchmark keeps its trained runs: ``benchmark/`` in the saved-runs folder (outside the repository)."""
+    return run_directory() / "benchmark"
+
+
+def partial_path(table: Path) -> Path:
+    """The file a run in progress writes its finished units to, beside the table."""
+    return table.with_name(table.name + ".partial")
+
+
+def run_name(lesson: str, arm: Arm, seed: int, stamp: ArmStamp, model) -> str:
+    """The saved run's name of one (arm, seed): stale runs get other names, so they can never load.
+
+    It holds the arm's resolved-settings hash, and a digest of the initial weights (a retrained
+    parent changes its children's) together with the fingerprint's losses (code that holds no
+    setting, such as a model's ``forward``, changes those).
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", arm.name.lower()).strip("-")
+    losses = ", ".join(f"{value:.6g}" for value in stamp.fingerprint.losses) if stamp.fingerprint else ""
+    start = hashlib.sha256(f"{weights_digest(model)}|{losses}".encode()).hexdigest()[:10]
+    return f"bench{lesson}-{slug}-seed{seed}-{stamp.hash}-{start}"
+
+
+class _Units:
+    """Trains or loads the units of one benchmark run, and keeps the trained weights that children start from."""
+
+    def __init__(self, benchmark: Benchmark, data: dict, stamps: dict[str, ArmStamp]) -> None:
+        self.benchmark, self.data, self.stamps = benchmark, data, stamps
+        self.parents = {arm.parent for arm in benchmark.arms if arm.parent}
+        self.states: dict[tuple[str, int], dict] = {}
+
+    def trained(self, arm: Arm, seed: int):
+        """The trained model of (arm, seed), its history (with ``collapsed``) and whether it was loaded."""
+        model, batches, loss, config = self.benchmark.make_arm(arm.name, seed, self.data)
+        config = dataclasses.replace(config, progress=False)
+        if arm.parent:
+            load_parent_weights(model, self.parent_state(arm.parent, seed), arm=arm.name, parent=arm.parent)
+        name = run_name(self.benchmark.lesson, arm, seed, self.stamps[arm.name], model)
+        with contextlib.redirect_stdout(io.StringIO()):  # the progress bar says it; the run's own notices would break it
+            history = load_run(name, model, config, loss, batches)
+        loaded = history is not None
+        if not loaded:
+            # fit(run=...) would save before the collapse flag is known; save after, with the flag in the history,
+            # so that a re-scored run still reports a collapse that happened when it was trained.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", PredictionCollapseWarning)
+                history = fit(model, batches, loss, config)
+            history["collapsed"] = any(issubclass(w.category, PredictionCollapseWarning) for w in caught)
+            with contextlib.redirect_stdout(io.StringIO()):
+                save_run(name, model, config, loss, history, batches)
+        if arm.name in self.parents:
+            self.states[arm.name, seed] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return model, history, config, loaded
+
+    def parent_state(self, parent: str, seed: int) -> dict:
+        if (parent, seed) not in self.states:  # a resumed run: the parent's rows exist, its weights are in its saved run
+            self.trained(self.benchmark.arm[parent], seed)
+        return self.states[parent, seed]
+
+    def rows(self, arm: Arm, seed: int) -> tuple[list[dict], str]:
+        """The table rows of one unit, and a one-line summary."""
+        model, history, config, loaded = self.trained(arm, seed)
+        per_seed = {"seconds": round(float(history["seconds"]), 1)}
+        if config.collapse_check:  # a column only where collapse was watched for: 0 must mean "checked, fine"
+            per_seed["collapsed"] = int(bool(history.get("collapsed", False)))
+        if self.benchmark.measure is not None:
+            per_seed.update({key: round(float(value), 6) for key, value in
+                             self.benchmark.measure(model, arm, self.data, history).items()})
+        scores = {held_out: {metric: item_values(values) for metric, values in metrics.items()}
+                  for held_out, metrics in self.benchmark.score(model, arm, self.data).items()}
+        first = next(iter(scores.values()))
+        headline = (f"mean {self.benchmark.metric} {np.mean(first[self.benchmark.metric]):.3f}"
+                    if self.benchmark.metric in first else "scored")
+        summary = (f"{arm.name:40s} seed {seed}: {headline} ({history['seconds']:.0f} s"
+                   f"{', loaded from its saved run' if loaded else ''}"
+                   f"{', COLLAPSED in training' if per_seed.get('collapsed') else ''})")
+        return unit_rows(arm.name, seed, scores, per_seed), summary
+
+
+def _resumable_rows(partial: Path, stamps: Sequence[ArmStamp], units: set) -> tuple[list[dict], float, str]:
+    """The rows of the finished units in ``partial`` that this run can keep, the seconds spent on them, and why."""
+    if not partial.exists():
+        return [], 0.0, ""
+    try:
+        table = read_table(partial)
+    except Exception as error:  # noqa: BLE001 - an unreadable partial file is started over, and said so
+        return [], 0.0, f"{partial.name} is unreadable ({type(error).__name__}); starting over"
+    for stamp in stamps:
+        stored = table.fingerprints.get(stamp.name)
+        if table.hashes.get(stamp.name) != stamp.hash or table.parents.get(stamp.name) != stamp.parent or \
+                stored is None or fingerprint_differences(stored, stamp.fingerprint, loss_rtol=LOSS_RTOL,
+                                                          score_atol=SCORE_ATOL):
+            return [], 0.0, f"{partial.name} was made by other code or settings (arm {stamp.name!r}); starting over"
+    rows = [row for row in table.rows if (row["arm"], int(row["seed"])) in units]
+    kept = {(row["arm"], int(row["seed"])) for row in rows}
+    return rows, float(table.facts.get("benchmark seconds", 0)), f"resuming: {len(kept)} finished units in {partial.name}"
+
+
+def run_benchmark(benchmark: Benchmark, *, seeds: Optional[Sequence[int]] = None,
+                  results: Optional[str | os.PathLike] = None, runs: Optional[str | os.PathLike] = None,
+                  progress: bool = True) -> Path:
+    """Train and score every arm of ``benchmark`` with every seed, and write its table; returns the table's path.
+
+    Args:
+        benchmark: the lesson's declaration.
+        seeds: the seeds; default the benchmark's own.
+        results: the folder of the tables; default :func:`~unet_lessons.benchmark.table.results_directory`.
+        runs: the folder of the saved runs; default :func:`default_runs_directory`.
+        progress: show a progress bar over the units with the time left (a line per unit is printed either way).
+    """
+    start = time.perf_counter()
+    seeds = tuple(benchmark.seeds if seeds is None else seeds)
+    path = results_directory(results) / benchmark.table
+    partial = partial_path(path)
+    say = tqdm.write  # one line per unit, with or without the bar (logs keep them)
+    data = benchmark.make_data()
+    stamps = arm_stamps(benchmark, data)  # hashes and fingerprints: three training steps per arm
+    order = [(arm, seed) for arm in benchmark.ordered_arms() for seed in seeds]
+    rows, earlier, note = _resumable_rows(partial, stamps, {(arm.name, seed) for arm, seed in order})
+    if note:
+        say(note)
+    done = {(row["arm"], int(row["seed"])) for row in rows}
+    units = _Units(benchmark, data, {stamp.name: stamp for stamp in stamps})
+    with saved_runs("reuse", runs if runs is not None else default_runs_directory()), \
+            tqdm(total=len(order), initial=len(done), unit="run", desc=f"lesson {benchmark.lesson}",
+                 disable=not progress, dynamic_ncols=True) as bar:
+        for arm, seed in order:
+            if (arm.name, seed) in done:
+                continue
+            bar.set_postfix_str(f"{arm.name}, seed {seed}")
+            unit, summary = units.rows(arm, seed)
+            rows += unit
+            say(summary)
+            spent = earlier + time.perf_counter() - start
+            write_table(partial, stamps, _in_table_order(rows, benchmark),
+                        facts={"benchmark seconds": f"{spent:.0f}", "partial": "yes"})
+            bar.update(1)
+    seconds = earlier + time.perf_counter() - start
+    final = _in_table_order(rows, benchmark)
+    write_table(path, stamps, final, facts=current_facts(path.parent, seconds), columns=table_columns(final))
+    partial.unlink(missing_ok=True)
+    say(f"wrote {path} ({len(final)} rows) in {seconds:.0f} s")
+    return path
+
+
+def _in_table_order(rows: list[dict], benchmark: Benchmark) -> list[dict]:
+    """Rows by arm (declaration order), seed, held-out set and item, whatever order they were trained in."""
+    arm_order = {arm.name: i for i, arm in enumerate(benchmark.arms)}
+    held_out_order = {name: i for i, name in enumerate(dict.fromkeys(row["held_out"] for row in rows))}
+    return sorted(rows, key=lambda r: (arm_order[r["arm"]], int(r["seed"]), held_out_order[r["held_out"]],
+                                       int(r["item"])))
