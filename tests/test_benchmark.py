@@ -28,6 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------- the lessons' stored tables
 
+#: The one place that lists the tables allowed fewer than five seeds; the lesson issues empty it.
+MADE_BEFORE_THE_FIVE_SEED_RULE = {"04", "06", "07"}
+
+
 @pytest.mark.parametrize("lesson", sorted(LESSONS))
 def test_every_stored_table_matches_the_code(lesson, monkeypatch):
     """Rebuilds every arm from the code: its resolved-settings hash, and its fingerprint (three training
@@ -43,7 +47,11 @@ def test_every_stored_table_matches_the_code(lesson, monkeypatch):
         f"(python -m unet_lessons.benchmark {lesson}) and commit the table.")
     module = import_module(f"unet_lessons.benchmark.{LESSONS[lesson]}")
     assert not stale_arms(table, module.ARMS, module.SHARED, data=data)  # as the lesson calls it
-    assert len(table.seeds) >= 3, "a seed spread needs at least three seeds"
+    # Five seeds at least for every stored comparison written from now on; the three tables made before the
+    # rule keep their three until their lessons' issues re-run them with five (issue 26).
+    fewest = 3 if lesson in MADE_BEFORE_THE_FIVE_SEED_RULE else 5
+    assert len(table.seeds) >= fewest and len(benchmark.seeds) >= fewest, (
+        f"lesson {lesson}: {len(table.seeds)} stored seeds, {len(benchmark.seeds)} declared; at least {fewest}")
     items = {len(table.scores(arm.name, seed, held_out=held_out))
              for arm in benchmark.arms for seed in table.seeds for held_out in table.held_out_sets}
     assert items == {len(data["test_labels"])}, "every arm and seed is scored on every test item"
@@ -67,6 +75,9 @@ def test_table_path_is_found_from_the_repository_root_or_from_inside_notebooks(m
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match=RESULTS_ENV):
         table_path("04")
+    (tmp_path / "lessons" / "results").mkdir(parents=True)   # a copy of the lessons with their results beside them
+    monkeypatch.chdir(tmp_path / "lessons")
+    assert table_path("04") == tmp_path / "lessons" / "results" / "04_vnet.csv"
     monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "elsewhere"))
     assert table_path("04") == tmp_path / "elsewhere" / "04_vnet.csv"
 

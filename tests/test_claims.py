@@ -82,6 +82,11 @@ def test_gather_reads_stored_notebooks_and_writes_the_readme(tmp_path):
     nbformat.write(notebook, tmp_path / "04_vnet.ipynb")
     rows = gather(tmp_path)
     assert [row["notebook"] for row in rows] == ["04_vnet.ipynb"] * 4
+    example = ClaimLedger("00", example=True)
+    example.exact("a count", ours=1, expected=1, source="s", cell="1")
+    cell.outputs = [nbformat.v4.new_output("display_data", data=example.table()._repr_mimebundle_())]
+    nbformat.write(notebook, tmp_path / "00_reading_the_claims.ipynb")
+    assert [row["notebook"] for row in gather(tmp_path)] == ["04_vnet.ipynb"] * 4   # an example is never gathered
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- claims:start -->\nold\n<!-- claims:end -->\nrest\n")
     assert main([str(tmp_path), "--readme", str(readme)]) == 0

@@ -15,6 +15,8 @@ def perturbed(value):
     """A plausible wrong answer of the same kind: off by one, a little off, or one item short."""
     if isinstance(value, bool):
         return not value
+    if isinstance(value, str):  # a verdict: another one of the list
+        return "inconclusive at this budget" if value != "inconclusive at this budget" else "reproduced"
     if isinstance(value, int):
         return value + 1
     if isinstance(value, float):

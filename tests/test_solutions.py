@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "notebooks"))
@@ -163,6 +164,27 @@ def test_every_question_has_a_written_answer():
     answered = {f"lesson07.{key}" for key in lesson07.ANSWERS}
     assert set(exercise_names("lesson07")) == answered - {"lesson07.why_vae_helps"}
     assert all(len(answer) > 60 for answer in lesson07.ANSWERS.values())
+    # Lesson 00 also answers two questions without a checker.
+    from solutions import lesson00
+
+    answered = {f"lesson00.{key}" for key in lesson00.ANSWERS}
+    assert set(exercise_names("lesson00")) == answered - {"lesson00.seed_means_only", "lesson00.inconclusive_is_honest"}
+    assert all(len(answer) > 60 for answer in lesson00.ANSWERS.values())
+
+
+def test_lesson00_references_equal_the_package():
+    from solutions import lesson00
+
+    from unet_lessons.stats import CrossedInterval, crossed_interval, item_counts, simulate_differences, verdict
+
+    d = simulate_differences(np.random.default_rng(0), seeds=5, items=12, mean=0.01, seed_sd=0.02, item_sd=0.03,
+                             residual_sd=0.01)
+    assert abs(lesson00.crossed_standard_error(d) - crossed_interval(d).standard_error) < 1e-12
+    fixed = np.tile(np.r_[np.ones(4), -np.ones(1), np.zeros(7)], (3, 1))
+    assert abs(lesson00.sign_test(4, 1) - item_counts(fixed).p_value) < 1e-12
+    for low, high in [(0.01, 0.03), (-0.03, -0.01), (-0.01, 0.01), (-0.01, 0.05), (0.001, 0.004)]:
+        interval = CrossedInterval((low + high) / 2, low, high, 5, 12, 0.95, 1, 10.0, 0.01, {})
+        assert lesson00.verdict_from_interval(low, high, 0.02) == verdict(interval, margin=0.02)
 
 
 from solutions import lesson06  # noqa: E402

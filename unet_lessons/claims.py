@@ -94,10 +94,13 @@ class ClaimLedger:
 
     Args:
         lesson: the lesson's number or name, e.g. ``"04"``.
+        example: a ledger that only shows how ledgers work (lesson 00): shown, but never gathered into the
+            README's table of what the lessons claim.
     """
 
-    def __init__(self, lesson: str) -> None:
+    def __init__(self, lesson: str, *, example: bool = False) -> None:
         self.lesson = lesson
+        self.example = example
         self.claims: list[Claim] = []
         self._family: Optional[int] = None
 
@@ -192,15 +195,16 @@ class ClaimLedger:
 
     def table(self) -> "LedgerTable":
         """The ledger for display: HTML and Markdown for the reader, the rows as JSON for :func:`gather`."""
-        return LedgerTable(self.rows(), self._family)
+        return LedgerTable(self.rows(), self._family, example=self.example)
 
 
 class LedgerTable:
     """A displayable ledger (what :meth:`ClaimLedger.table` returns), headed by the rule behind its verdicts."""
 
-    def __init__(self, rows: list[dict], family: Optional[int] = None) -> None:
+    def __init__(self, rows: list[dict], family: Optional[int] = None, *, example: bool = False) -> None:
         self.rows = rows
         self.family = family
+        self.example = example
 
     def caption(self) -> str:
         family = (f"Comparisons: one family of {self.family}, intervals widened by Bonferroni. " if self.family
@@ -211,7 +215,7 @@ class LedgerTable:
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         return {"text/plain": self.plain(), "text/html": self.html(),
                 "text/markdown": self.caption() + "\n\n" + markdown_table(self.rows),
-                MIME_TYPE: {"rows": self.rows, "family": self.family}}
+                MIME_TYPE: {"rows": self.rows, "family": self.family, "example": self.example}}
 
     def plain(self) -> str:
         return "\n".join([self.caption()] + [
@@ -243,7 +247,7 @@ def gather(notebooks: Path) -> list[dict]:
         for cell in notebook.get("cells", []):
             for output in cell.get("outputs", []):
                 data = output.get("data", {}).get(MIME_TYPE)
-                if data:
+                if data and not data.get("example"):  # lesson 00's worked example claims nothing
                     rows += [{"notebook": path.name, **row} for row in data["rows"]]
     return rows
 

@@ -7,7 +7,7 @@ their references live in ``unet_lessons.exercises.lesson00`` and are imported he
 
 from __future__ import annotations
 
-from unet_lessons.exercises.lesson00 import crossed_standard_error, sign_test  # noqa: F401
+from unet_lessons.exercises.lesson00 import crossed_standard_error, sign_test, verdict_from_interval  # noqa: F401
 
 ANSWERS = {
     "crossed_standard_error": "Each mean square has an expectation made of the variance components: MS_seed of "
@@ -21,6 +21,10 @@ ANSWERS = {
                  "3 up and 0 down gives p = 2 × (½)³ = 0.25: three items fixed in every seed are a fact about "
                  "those three items, and with a family of six comparisons (α = 0.05/6) the test needs at least "
                  "eight changed items, all in one direction, before it can call the effect reproduced.",
+    "verdict": "The direction comes first: above 0 is 'reproduced' and below 0 'contradicted at this budget', even "
+               "when the whole interval is also inside the margin (the ledger then notes that the effect is smaller "
+               "than the margin). An interval that holds 0 is 'equivalent at this budget' only when both ends lie "
+               "strictly inside (−δ, +δ); otherwise it is 'inconclusive at this budget'.",
     "seed_means_only": "Every seed was scored on the same items, so the items' luck is shared by all seed means: "
                        "an easy test set lifts every seed alike and the spread of the seed means does not show it. "
                        "An interval over seed means alone describes these items only; the question a lesson asks "

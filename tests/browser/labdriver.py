@@ -219,12 +219,14 @@ class LabServer:
 
 
 def copy_notebooks(source: Path, target: Path) -> list[Path]:
-    """Copy the lessons (``[0-9]*.ipynb``) and ``solutions/`` so that runs never touch the repo's outputs."""
+    """Copy the lessons (``[0-9]*.ipynb``), ``solutions/`` and the stored tables ``results/`` (which the lessons read
+    beside them) so that runs never touch the repo's outputs."""
     target.mkdir(parents=True, exist_ok=True)
     copies = []
     for notebook in sorted(source.glob("[0-9]*.ipynb")):
         copies.append(Path(shutil.copy2(notebook, target / notebook.name)))
     shutil.copytree(source / "solutions", target / "solutions", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(source / "results", target / "results")
     return copies
 
 

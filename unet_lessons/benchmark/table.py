@@ -110,7 +110,8 @@ def fingerprint_differences(stored: Fingerprint, now: Fingerprint, *, loss_rtol:
 
 def results_directory(results: Optional[str | os.PathLike] = None) -> Path:
     """The folder of the stored tables: ``results``, else ``$UNET_LESSONS_RESULTS``, else found from
-    the current directory: ``./notebooks/results`` (the repository root) or ``./results`` (inside ``notebooks/``).
+    the current directory: ``./notebooks/results`` (the repository root) or ``./results`` (inside ``notebooks/``,
+    or a copy of the lessons that keeps ``results/`` beside them).
 
     Never a path computed from where the package is installed: a non-editable install
     has no ``notebooks/`` next to it.
@@ -125,7 +126,7 @@ def results_directory(results: Optional[str | os.PathLike] = None) -> Path:
     here = Path.cwd()
     if (here / "notebooks" / "results").is_dir():
         return here / "notebooks" / "results"
-    if here.name == "notebooks" and (here / "results").is_dir():
+    if (here / "results").is_dir():  # inside notebooks/, or a copy of the lessons with their results/ beside them
         return here / "results"
     raise FileNotFoundError(
         f"cannot find the stored benchmark tables from {here}: run from the repository root (which holds "

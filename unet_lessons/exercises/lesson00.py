@@ -57,3 +57,31 @@ def sign_test(up: int, down: int) -> float:
         return 1.0
     tail = sum(math.comb(changed, j) for j in range(min(up, down) + 1)) / 2 ** changed
     return float(min(1.0, 2 * tail))
+
+
+def _interval_cases(rng: np.random.Generator) -> list[dict]:
+    centre = float(rng.uniform(0.03, 0.06))
+    return [{"low": centre - 0.02, "high": centre + 0.02, "margin": 0.02},     # above 0
+            {"low": -centre - 0.02, "high": -centre + 0.02, "margin": 0.02},   # below 0
+            {"low": -0.012, "high": 0.015, "margin": 0.02},                    # inside the margin
+            {"low": -0.012, "high": 0.035, "margin": 0.02},                    # holds 0, reaches past the margin
+            {"low": 0.002, "high": 0.009, "margin": 0.02},                     # above 0 and inside the margin
+            {"low": -0.03, "high": 0.01, "margin": 0.05}]                      # inside a wider margin
+
+
+@register("lesson00.verdict",
+          task="verdict(low, high, margin) -> the verdict (a str) on \"A beats B\" from the family-wise interval "
+               "[low, high] of A − B and the margin δ: 'reproduced', 'contradicted at this budget', 'equivalent at "
+               "this budget' or 'inconclusive at this budget'.",
+          cases=_interval_cases,
+          hint="Settle the direction first: an interval entirely above 0 reproduces the claim and one entirely "
+               "below contradicts it, even when it also lies inside the margin. Only an interval that holds 0 can "
+               "be equivalent, and only when both its ends lie strictly inside (−δ, +δ).")
+def verdict_from_interval(low: float, high: float, margin: float) -> str:
+    if low > 0:
+        return "reproduced"
+    if high < 0:
+        return "contradicted at this budget"
+    if -margin < low and high < margin:
+        return "equivalent at this budget"
+    return "inconclusive at this budget"
