@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .stats import FIGURES, VERDICTS, Judgement
+from .stats import FEWEST_SEEDS, FIGURES, VERDICTS, Judgement
 
 __all__ = ["Claim", "ClaimLedger", "MIME_TYPE", "gather", "main", "RULE_LINK"]
 
@@ -126,6 +126,10 @@ class ClaimLedger:
         if judgement.interval is not None and judgement.verdict in ("reproduced", "contradicted at this budget") \
                 and max(abs(judgement.interval.low), abs(judgement.interval.high)) < judgement.margin:
             notes.append("the whole interval is smaller than the margin")
+        seeds = judgement.interval.seeds if judgement.interval is not None else judgement.counts.seeds
+        if seeds < FEWEST_SEEDS and judgement.interval is not None:
+            notes.append(f"only {seeds} seeds: below {FEWEST_SEEDS} the interval's error can exceed its level "
+                         f"(lesson 00 measures it)")
         if judgement.budget:
             notes.append(f"to settle it: {judgement.budget}")
         return self._add(Claim(claim, source, cell, "measured", ours, paper, f"A−B {judgement}", judgement.verdict,

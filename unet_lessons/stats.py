@@ -60,7 +60,8 @@ from scipy import stats as scipy_stats
 
 __all__ = ["VERDICTS", "FIGURES", "Interval", "CrossedInterval", "ItemCounts", "Judgement", "bootstrap_interval",
            "paired_difference", "crossed_interval", "variance_components", "is_deterministic", "item_counts",
-           "verdict", "judge", "seeds_needed", "items_needed", "simulate_differences", "FEW_ITEMS", "LEVEL"]
+           "verdict", "judge", "seeds_needed", "items_needed", "simulate_differences", "FEW_ITEMS", "LEVEL", "POWER",
+           "FEWEST_SEEDS"]
 
 #: The closed list of verdicts, shown everywhere verdicts are shown.
 VERDICTS = ("reproduced", "contradicted at this budget", "equivalent at this budget", "inconclusive at this budget",
@@ -72,6 +73,11 @@ FIGURES = ("exact", "measured", "estimated")
 FEW_ITEMS = 10
 #: The family-wise coverage of a lesson's intervals.
 LEVEL = 0.95
+#: Below this many seeds the crossed interval's error is not held at its level in every regime: simulated at
+#: 3 seeds × 12 items and a family of 6, a single interval missed the truth about 2.5 times as often as
+#: Bonferroni allows where seed and item noise are alike (0.021 against 0.0083), and within the simulation's
+#: noise of it at 5 seeds (``tests/test_stats.py``; lesson 00, section 5). A ledger says so under such verdicts.
+FEWEST_SEEDS = 5
 
 
 @dataclass(frozen=True)
@@ -278,8 +284,8 @@ def crossed_interval(differences: np.ndarray, *, level: float = LEVEL, family: i
     """The interval of the expected paired difference over new seeds and new items.
 
     The mean squares of a two-way layout without replication give the variance of the grand mean,
-    (MS_seed + MS_item - MS_residual) / (S N); it is kept at least MS_residual / (S N), the part no
-    design can remove, when sampling noise drives the sum lower. Satterthwaite's degrees of freedom
+    (MS_seed + MS_item - MS_residual) / (S N); it is kept at least MS_residual / (S N) (the variance is at
+    least sigma_e^2 / (S N)) when sampling noise drives the sum lower. Satterthwaite's degrees of freedom
     set the t quantile, and a family of ``family`` comparisons widens it by Bonferroni.
 
     Args:
@@ -292,22 +298,33 @@ def crossed_interval(differences: np.ndarray, *, level: float = LEVEL, family: i
         raise ValueError(f"a family holds at least one comparison; got {family}.")
     seeds, items = d.shape
     ms_seed, ms_item, ms_residual = _mean_squares(d)
-    combined = max(ms_seed + ms_item - ms_residual, ms_residual)
+    combined, df = _variance_and_df(ms_seed, ms_item, ms_residual, seeds, items)
     standard_error = math.sqrt(combined / (seeds * items))
-    if standard_error == 0.0:  # every difference identical: nothing varies, the interval is the point
-        df = float("inf")
-    else:
-        terms = ms_seed ** 2 / (seeds - 1) + ms_item ** 2 / (items - 1) + ms_residual ** 2 / ((seeds - 1) * (items - 1))
-        df = combined ** 2 / terms if terms > 0 else float("inf")
-        df = max(df, 1.0)
     single_level = 1 - (1 - level) / family
-    quantile = float(scipy_stats.t.ppf(1 - (1 - single_level) / 2, df)) if math.isfinite(df) else \
-        float(scipy_stats.norm.ppf(1 - (1 - single_level) / 2))
+    quantile = _t(1 - (1 - single_level) / 2, df)
     mean = float(d.mean())
     components = {"seed": max((ms_seed - ms_residual) / items, 0.0), "item": max((ms_item - ms_residual) / seeds, 0.0),
                   "residual": ms_residual}
     return CrossedInterval(mean, mean - quantile * standard_error, mean + quantile * standard_error, seeds, items,
                            single_level, family, df, standard_error, components)
+
+
+def _variance_and_df(ms_seed: float, ms_item: float, ms_residual: float, seeds: int, items: int
+                     ) -> tuple[float, float]:
+    """S·N times the variance of the grand mean, and Satterthwaite's degrees of freedom for it.
+
+    The variance is at least sigma_e^2 / (S N), since the other two terms are not negative, and MS_residual
+    estimates sigma_e^2: so the combination is kept at least MS_residual when sampling noise drives it lower.
+    """
+    combined = max(ms_seed + ms_item - ms_residual, ms_residual)
+    if combined == 0.0:  # every difference identical: nothing varies, the interval is the point
+        return 0.0, float("inf")
+    terms = ms_seed ** 2 / (seeds - 1) + ms_item ** 2 / (items - 1) + ms_residual ** 2 / ((seeds - 1) * (items - 1))
+    return combined, (max(combined ** 2 / terms, 1.0) if terms > 0 else float("inf"))
+
+
+def _t(probability: float, df: float) -> float:
+    return float(scipy_stats.t.ppf(probability, df)) if math.isfinite(df) else float(scipy_stats.norm.ppf(probability))
 
 
 def is_deterministic(differences: np.ndarray, *, tolerance: float = 1e-5) -> bool:
@@ -356,20 +373,23 @@ def verdict(interval: Optional[CrossedInterval], *, margin: Optional[float] = No
         return "reproduced"
     if interval.high < 0:
         return "contradicted at this budget"
+    if margin is not None and margin < 0:
+        raise ValueError(f"a margin is a size, at least 0; got {margin}.")
     if margin is not None and -margin < interval.low and interval.high < margin:
         return "equivalent at this budget"
     return "inconclusive at this budget"
 
 
-def _half_width(components: Mapping[str, float], seeds: int, items: int, level: float) -> float:
-    """The expected half-width of the interval at another design, from the variance components."""
+#: The chance of settling a comparison that the budget lines plan for.
+POWER = 0.8
+
+
+def _needed_half_width(components: Mapping[str, float], seeds: int, items: int, level: float) -> float:
+    """At another design, from the variance components: the expected (t_level + t_power) · standard error, which
+    must fall below a true difference for the interval to exclude 0 with about :data:`POWER` chance."""
     seed_var, item_var, residual = components["seed"], components["item"], components["residual"]
-    ms_seed, ms_item = residual + items * seed_var, residual + seeds * item_var
-    combined = max(ms_seed + ms_item - residual, residual)
-    terms = ms_seed ** 2 / (seeds - 1) + ms_item ** 2 / (items - 1) + residual ** 2 / ((seeds - 1) * (items - 1))
-    df = max(combined ** 2 / terms, 1.0) if terms > 0 else float("inf")
-    quantile = float(scipy_stats.t.ppf(1 - (1 - level) / 2, df))
-    return quantile * math.sqrt(combined / (seeds * items))
+    combined, df = _variance_and_df(residual + items * seed_var, residual + seeds * item_var, residual, seeds, items)
+    return (_t(1 - (1 - level) / 2, df) + _t(POWER, df)) * math.sqrt(combined / (seeds * items))
 
 
 def _smallest(fits, low: int, limit: int) -> Optional[int]:
@@ -383,33 +403,40 @@ def _smallest(fits, low: int, limit: int) -> Optional[int]:
 
 
 def seeds_needed(interval: CrossedInterval, effect: Optional[float] = None, *, limit: int = 200) -> Optional[int]:
-    """The smallest number of seeds, at the same items, whose expected interval would exclude 0 if the true
-    difference were ``effect`` (default: the one measured); ``None`` beyond ``limit`` or where the item noise
-    alone forbids it."""
+    """The smallest number of seeds, at the same items, that gives the interval about a :data:`POWER` chance of
+    excluding 0 if the true difference were ``effect`` (default: the one measured) and the variance components
+    the ones estimated (rough themselves with few seeds); ``None`` beyond ``limit``. For equivalence within a
+    margin, pass ``effect = margin - |mean|``."""
     effect = abs(interval.mean if effect is None else effect)
-    return _smallest(lambda seeds: _half_width(interval.components, seeds, interval.items, interval.level) < effect,
-                     2, limit)
+    return _smallest(lambda seeds: _needed_half_width(interval.components, seeds, interval.items, interval.level)
+                     < effect, 2, limit)
 
 
 def items_needed(interval: CrossedInterval, effect: Optional[float] = None, *, limit: int = 2000) -> Optional[int]:
     """Like :func:`seeds_needed`, for the number of held-out items at the same seeds."""
     effect = abs(interval.mean if effect is None else effect)
-    return _smallest(lambda items: _half_width(interval.components, interval.seeds, items, interval.level) < effect,
-                     2, limit)
+    return _smallest(lambda items: _needed_half_width(interval.components, interval.seeds, items, interval.level)
+                     < effect, 2, limit)
 
 
-def _budget(interval: CrossedInterval) -> str:
-    if abs(interval.mean) < 1e-12:
-        return "no budget settles a difference of 0"
-    effect, level, components = abs(interval.mean), interval.level, interval.components
-    seeds, items = seeds_needed(interval), items_needed(interval)
+def _budget(interval: CrossedInterval, margin: float) -> str:
+    """What would settle an undecided comparison: the direction where the measured difference is at least the
+    margin, equivalence where it is inside it."""
+    mean = interval.mean
+    equivalence = abs(mean) < margin
+    effect = margin - abs(mean) if equivalence else abs(mean)
+    level, components = interval.level, interval.components
+    seeds, items = seeds_needed(interval, effect), items_needed(interval, effect)
     # Where even a vast number of one kind cannot do it, the other kind's noise sets the floor.
     seeds_text = (f"about {seeds} seeds" if seeds else "more than 200 seeds"
-                  if _half_width(components, 10 ** 6, interval.items, level) < effect else "no number of seeds alone")
+                  if _needed_half_width(components, 10 ** 6, interval.items, level) < effect
+                  else "no number of seeds alone")
     items_text = (f"about {items} items" if items else "more than 2000 items"
-                  if _half_width(components, interval.seeds, 10 ** 6, level) < effect else "no number of items alone")
-    return (f"if the true difference were {interval.mean:+.3f}: {seeds_text} at {interval.items} items, or "
-            f"{items_text} at {interval.seeds} seeds")
+                  if _needed_half_width(components, interval.seeds, 10 ** 6, level) < effect
+                  else "no number of items alone")
+    goal = f"an interval inside ±{margin:g}" if equivalence else "an interval that excludes 0"
+    return (f"if the true difference were {mean:+.3f}, {seeds_text} at {interval.items} items, or {items_text} at "
+            f"{interval.seeds} seeds, would give a {POWER:.0%} chance of {goal}")
 
 
 def judge(differences: Mapping[str, np.ndarray], margins: Mapping[str, float], *, level: float = LEVEL
@@ -427,6 +454,9 @@ def judge(differences: Mapping[str, np.ndarray], margins: Mapping[str, float], *
     missing = set(differences) - set(margins)
     if missing:
         raise ValueError(f"every comparison needs a stated margin of practical relevance; none for {sorted(missing)}.")
+    negative = sorted(name for name, margin in margins.items() if margin < 0)
+    if negative:
+        raise ValueError(f"a margin is a size, at least 0; negative for {negative}.")
     family = len(differences)
     judged = {}
     for name, d in differences.items():
@@ -434,8 +464,9 @@ def judge(differences: Mapping[str, np.ndarray], margins: Mapping[str, float], *
         if is_deterministic(d):
             counts = item_counts(d, family=family)
             alpha = (1 - level) / family
-            if counts.p_value < alpha:
-                result = "reproduced" if counts.up > counts.down else "contradicted at this budget"
+            # The sign test and the mean must agree: many small gains and a few large losses are no win.
+            if counts.p_value < alpha and (counts.up > counts.down) == (counts.mean > 0) and counts.mean != 0:
+                result = "reproduced" if counts.mean > 0 else "contradicted at this budget"
                 budget = ""
             else:
                 result = "inconclusive at this budget"
@@ -445,7 +476,7 @@ def judge(differences: Mapping[str, np.ndarray], margins: Mapping[str, float], *
             continue
         interval = crossed_interval(d, level=level, family=family)
         result = verdict(interval, margin=margin)
-        budget = _budget(interval) if result == "inconclusive at this budget" else ""
+        budget = _budget(interval, margin) if result == "inconclusive at this budget" else ""
         judged[name] = Judgement(name, result, interval, None, margin, family, budget)
     return judged
 
