@@ -60,7 +60,7 @@ def test_false_claims_stay_rare_and_the_family_holds_them_at_five_percent(regime
                              for j in judge({str(k): d for k, d in enumerate(family)},
                                             {str(k): 0.01 for k in range(5)}).values()) for family in families])
     with capsys.disabled():
-        print(f"\n{regime:15s} false 'A beats B' at a true difference of 0: crossed {single:.3f}, old rule {old:.3f}; "
+        print(f"\n{regime:15s} a false difference announced at a true difference of 0: crossed {single:.3f}, old rule {old:.3f}; "
               f"any of a family of 5, Bonferroni: {any_false:.3f}")
     assert single <= 0.08
     assert any_false <= 0.08

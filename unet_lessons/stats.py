@@ -436,7 +436,7 @@ def _budget(interval: CrossedInterval, margin: float) -> str:
                   else "no number of items alone")
     goal = f"an interval inside ±{margin:g}" if equivalence else "an interval that excludes 0"
     return (f"if the true difference were {mean:+.3f}, {seeds_text} at {interval.items} items, or {items_text} at "
-            f"{interval.seeds} seeds, would give a {POWER:.0%} chance of {goal}")
+            f"{interval.seeds} seeds, would give an {POWER * 100:.0f} % chance of {goal}")
 
 
 def judge(differences: Mapping[str, np.ndarray], margins: Mapping[str, float], *, level: float = LEVEL
