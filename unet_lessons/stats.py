@@ -274,8 +274,11 @@ def variance_components(differences: np.ndarray) -> dict[str, float]:
         differences: d[s, i], shape (seeds, items).
     """
     d = _as_matrix(differences)
-    seeds, items = d.shape
-    ms_seed, ms_item, ms_residual = _mean_squares(d)
+    return _components(*_mean_squares(d), *d.shape)
+
+
+def _components(ms_seed: float, ms_item: float, ms_residual: float, seeds: int, items: int) -> dict[str, float]:
+    """The variance components from the mean squares, each clipped at 0."""
     return {"seed": max((ms_seed - ms_residual) / items, 0.0), "item": max((ms_item - ms_residual) / seeds, 0.0),
             "residual": ms_residual}
 
@@ -303,8 +306,7 @@ def crossed_interval(differences: np.ndarray, *, level: float = LEVEL, family: i
     single_level = 1 - (1 - level) / family
     quantile = _t(1 - (1 - single_level) / 2, df)
     mean = float(d.mean())
-    components = {"seed": max((ms_seed - ms_residual) / items, 0.0), "item": max((ms_item - ms_residual) / seeds, 0.0),
-                  "residual": ms_residual}
+    components = _components(ms_seed, ms_item, ms_residual, seeds, items)
     return CrossedInterval(mean, mean - quantile * standard_error, mean + quantile * standard_error, seeds, items,
                            single_level, family, df, standard_error, components)
 
