@@ -185,7 +185,8 @@ def test_arguments_record_the_call_by_name_with_defaults():
     model = UNet(1, 2, base_features=8, upsample="interp")
     assert model.arguments == UNet(in_channels=1, out_channels=2, width=8, upsample="interp").arguments
     assert model.arguments["width"] == 8 and model.arguments["depth"] == 4 and "base_features" not in model.arguments
-    assert FCN(21, width=2, fc_width=8).arguments["num_classes"] == 21
+    assert FCN(21, width=2, fc_width=8).arguments["out_channels"] == 21
+    assert "num_classes" not in FCN(num_classes=21, width=2, fc_width=8).arguments  # recorded under the core name
     assert UNet.preset("ronneberger2015").arguments["padding"] == "valid"
     assert "arguments" not in UNet(1, 2, width=2).state_dict()
 

@@ -39,6 +39,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
+from .blocks import SkipJoin
 from .models.base import unpack_output
 
 __all__ = ["MemoryEstimate", "estimate_memory", "measure_peak_memory"]
@@ -113,6 +114,8 @@ def estimate_memory(model: nn.Module, input_shape: Sequence[int], batch_size: in
 
     def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         nonlocal workspace
+        if isinstance(module, SkipJoin):
+            return  # a concatenation or a sum keeps nothing for the backward pass, and is not a layer's workspace
         x = inputs[0]
         workspace = max(workspace, _tensor_bytes(x) + _tensor_bytes(output))
         if isinstance(module, _SAVES_INPUT):

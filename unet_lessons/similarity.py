@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 
-__all__ = ["linear_cka", "as_feature_matrix", "concatenated_pairs"]
+__all__ = ["linear_cka", "as_feature_matrix", "concatenated_pairs", "skip_path_pairs"]
 
 
 def as_feature_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -77,3 +77,28 @@ def concatenated_pairs(model: nn.Module, x: torch.Tensor) -> "OrderedDict[str, t
                         f"unet_lessons.models.base); {type(model).__name__} has none.")
     model.eval()
     return model.skip_pairs(x)
+
+
+@torch.no_grad()
+def skip_path_pairs(model: nn.Module, x: torch.Tensor) -> "OrderedDict[str, tuple[torch.Tensor, torch.Tensor]]":
+    """Each skip before and after the layers on it (MultiResUNet's Res paths), for one input, in eval mode.
+
+    Read from ``model.forward_features(x)``: ``enc{i}`` is the map before the path and
+    ``skip{i}`` the map after it (the model contract). ``linear_cka`` of the two says how much
+    the path changed what the skip carries.
+
+    Returns:
+        ``{"level i": (before, after)}``, top level first, for the levels whose skip has layers.
+
+    Raises:
+        ValueError: for a model with no layers on any skip, which has nothing to compare.
+    """
+    model.eval()
+    features = model.forward_features(x)
+    pairs = OrderedDict((f"level {name[4:]}", (features[f"enc{name[4:]}"], features[name]))
+                        for name in sorted((k for k in features if k.startswith("skip") and k[4:].isdigit()),
+                                           key=lambda k: int(k[4:])))
+    if not pairs:
+        raise ValueError(f"{type(model).__name__} has no layers on its skips (forward_features returns no 'skip{{i}}' "
+                         "maps): each skip carries the encoder map unchanged, so there is nothing to compare.")
+    return pairs

@@ -3,14 +3,15 @@
 * :mod:`.layers`: ``conv_type`` and the other factories by ``spatial_dims``, ``interpolation_mode``,
   and norms and activations by name (``make_norm``, ``make_act``), resolved in one place.
 * :mod:`.units`: ``ConvNormAct`` (both orders), ``DoubleConv``, ``ResidualBlock``, ``StridedDown``.
-* :mod:`.stages`: the U-Net's ``Down`` and ``Up`` (and ``center_crop``), V-Net's residual ``VNetStage``.
+* :mod:`.stages`: the U-Net's ``Down`` and ``Up`` (and ``center_crop``), ``SkipJoin`` (where every skip meets
+  the decoder), V-Net's residual ``VNetStage``.
 """
 
 from .layers import (ACTS, NORMS, LayerSpec, avg_pool_type, conv_transpose_type, conv_type, interpolation_mode,
                      make_act, make_norm, max_pool_type)
 from .units import ORDERS, ConvNormAct, DoubleConv, ResidualBlock, StridedDown
-from .stages import Down, Up, VNetStage, center_crop
+from .stages import Down, SkipJoin, Up, VNetStage, center_crop
 
 __all__ = ["conv_type", "conv_transpose_type", "max_pool_type", "avg_pool_type", "interpolation_mode", "make_norm",
            "make_act", "NORMS", "ACTS", "ORDERS", "LayerSpec", "ConvNormAct", "DoubleConv", "ResidualBlock",
-           "StridedDown", "Down", "Up", "center_crop", "VNetStage"]
+           "StridedDown", "Down", "Up", "SkipJoin", "center_crop", "VNetStage"]

@@ -48,6 +48,42 @@ class Down(nn.Sequential):
                                            spatial_dims=spatial_dims, **conv_kwargs))
 
 
+class SkipJoin(nn.Module):
+    """Where a skip connection meets the decoder: the encoder side and the upsampled side, concatenated or added.
+
+    Every U-shaped model here joins its skips through one of these, so the tools find the joins
+    without knowing the model (``SegmentationModel.skip_joins()``): the similarity measures read
+    both sides, and a lesson can knock one skip out (``SegmentationModel.skip_knocked_out``).
+
+    Args:
+        mode: ``"concat"`` (U-Net: the channels of both sides side by side) or ``"add"`` (Myronenko 2018).
+        skip_first: for ``"concat"``, whether the skip's channels come first (U-Net) or second
+            (V-Net's Caffe prototxt and MONAI: the up-convolved map first). The order changes which
+            weights of the next convolution read which side, so it is part of the architecture.
+
+    Shape:
+        skip (B, C_skip, *S), upsampled (B, C_up, *S) -> (B, C_skip + C_up, *S) or (B, C, *S).
+    """
+
+    def __init__(self, mode: str = "concat", *, skip_first: bool = True) -> None:
+        super().__init__()
+        if mode not in ("concat", "add"):
+            raise ValueError(f"a skip join concatenates or adds; mode must be 'concat' or 'add', got {mode!r}.")
+        self.mode, self.skip_first = mode, skip_first
+        self.knocked_out = False  # set by SegmentationModel.skip_knocked_out: the skip side becomes zeros
+
+    def forward(self, skip: torch.Tensor, upsampled: torch.Tensor) -> torch.Tensor:
+        if self.knocked_out:
+            skip = torch.zeros_like(skip)  # the decoder sees no encoder detail at this level
+        if self.mode == "add":
+            return upsampled + skip
+        return torch.cat([skip, upsampled] if self.skip_first else [upsampled, skip], dim=1)
+
+    def extra_repr(self) -> str:
+        order = "" if self.mode == "add" else f", skip_first={self.skip_first}"
+        return f"mode={self.mode!r}{order}" + (", knocked_out=True" if self.knocked_out else "")
+
+
 class Up(nn.Module):
     """Upsample, join the skip connection, then a :class:`DoubleConv`.
 
@@ -96,6 +132,7 @@ class Up(nn.Module):
             up_channels = in_channels
         else:
             raise ValueError(f"upsample must be 'transpose' or 'interp'; got {upsample!r}.")
+        self.join = SkipJoin("concat", skip_first=True)  # the paper's Fig. 1: the copied map, then the up-conv's
         self.conv = DoubleConv(skip_channels + up_channels, out_channels, spatial_dims=spatial_dims,
                                padding=padding, **conv_kwargs)
 
@@ -110,7 +147,7 @@ class Up(nn.Module):
                 diff = size_skip - size_up
                 pads += [diff // 2, diff - diff // 2]
             up = F.pad(up, pads)
-        return self.conv(torch.cat([skip, up], dim=1))  # (B, C_skip + C_up, *S) -> (B, C_out, *S)
+        return self.conv(self.join(skip, up))  # (B, C_skip + C_up, *S) -> (B, C_out, *S)
 
 
 class VNetStage(nn.Module):

@@ -18,8 +18,30 @@ network that follows it works with all of them, and no tool names a model class.
 
 **Methods**: ``output_size(n)`` (the output length of an axis of input length ``n``, or
 ``None`` if the model cannot take it), ``valid_sizes(lo, hi)``, ``check_input(x)``,
-``forward_features(x)``, ``stage_modules()``, ``deepest_path()`` (the layers that set the
-receptive field) and ``skip_pairs(x)`` (the two sides of every skip join).
+``forward_features(x)``, ``stage_modules()``, ``deepest_path()`` (the layers of the longest
+input-to-output path), ``receptive_paths()`` (every path that sets the receptive field),
+``skip_joins()``, ``skip_modules()`` and ``skip_pairs(x)`` (where each skip meets the decoder,
+the layers on its way, and the two sides of every join), ``skip_knocked_out(level)`` and
+``rebuild()``.
+
+**Skips** (encoder-decoder models). Every skip meets the decoder in a
+:class:`~unet_lessons.blocks.SkipJoin` listed in the ``dec{i}`` stage of ``stage_modules()``,
+between the modules before the join (the upsampling) and after it. A model that puts layers
+on a skip (MultiResUNet's Res paths) lists them as the stage ``skip{i}`` and returns the map
+after them as ``forward_features()["skip{i}"]``, just before ``dec{i}``; ``enc{i}`` is the map
+before them. The base class reads everything else from that: no model repeats it.
+
+**Domains.** A model trained on several datasets at once (3D U²-Net) shares most weights and
+keeps an adapter and a head per domain, each with its own number of classes. It declares
+``domains`` (name -> out_channels), takes ``forward(x, domain=name)`` and
+``forward_features(x, domain=name)``, and lists ``stage_modules(domain=name)``.
+``model.for_domain(name)`` is then an ordinary single-domain model sharing those weights, so
+every tool (which calls ``model(x)``) works on it unchanged.
+
+**Module attributes the diagrams read**: ``residual = True`` on a module that adds its input
+to its output (drawn as ⊕ on its stage's arrow); ``order = "norm_act_conv"`` on a
+pre-activation block (its legend reads "norm, act, then conv"). The diagrams refuse, with a
+message, a stage layout they cannot draw.
 
 **Constructor**: ``build_model(name, in_channels=..., out_channels=..., spatial_dims=...,
 width=...)`` works for every registered model; ``width`` is the channels of the first level.
@@ -31,7 +53,9 @@ with ``logits`` (see :func:`unpack_output`, the only reader of outputs).
 from __future__ import annotations
 
 import functools
+import contextlib
 import inspect
+import numbers
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -233,8 +257,8 @@ def output_loss(output: Any, target: torch.Tensor,
 # ----- what forward_features returns -------------------------------------------------------
 #: Scheme name -> the keys of ``forward_features``, in computation order, and the tool that reads them.
 FEATURE_SCHEMES: dict[str, str] = {
-    "encoder_decoder": "enc0 ... enc{depth-1} (the skip sources), bottleneck, dec{depth-1} ... dec0, logits; "
-                       "drawn by viz.draw_unet",
+    "encoder_decoder": "enc0 ... enc{depth-1} (the skip sources), bottleneck, dec{depth-1} ... dec0, logits, "
+                       "with skip{i} just before dec{i} where a skip has layers of its own; drawn by viz.draw_unet",
     "nested": "x_{i}_{j} for every node with i + j <= depth, in the order of model.node_grid(), then head_{j} "
               "for each head (the logits read from X^{0,j}); drawn by viz.draw_node_grid",
     "fcn": "x1 ... x{depth} (encoder maps at stride 2**i), then the named score maps, logits last; "
@@ -251,8 +275,10 @@ def check_feature_keys(model: nn.Module, keys: Sequence[str]) -> None:
     """
     keys, scheme, depth = list(keys), model.feature_scheme, model.depth
     if scheme == "encoder_decoder":
+        with_path = [f"skip{i}" in keys for i in range(depth)]  # layers on the skip: its map just before dec{i}
         expected = ([f"enc{i}" for i in range(depth)] + ["bottleneck"]
-                    + [f"dec{i}" for i in reversed(range(depth))] + ["logits"])
+                    + [key for i in reversed(range(depth)) for key in [f"skip{i}"] * with_path[i] + [f"dec{i}"]]
+                    + ["logits"])
         ok = keys == expected
     elif scheme == "nested":
         nodes = list(model.node_grid())
@@ -271,6 +297,30 @@ def check_feature_keys(model: nn.Module, keys: Sequence[str]) -> None:
 
 # ----- the base class ----------------------------------------------------------------------
 _SPATIAL_LAYERS = (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd, nn.Upsample)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def check_core_arguments(model_name: str, arguments: Mapping[str, Any]) -> None:
+    """Raise a ``ValueError`` naming the argument and the fix when a core size is not a positive whole number.
+
+    Run for every model before its constructor, so that ``UNet(width=0)`` says what is wrong
+    instead of PyTorch's "Trying to create tensor with negative dimension" from deep inside.
+    """
+    for name in ("width", "in_channels", "out_channels", "depth"):
+        value = arguments.get(name)
+        if value is None:
+            continue
+        if not _is_count(value):
+            what = "channels of the first level" if name == "width" else "poolings" if name == "depth" else "channels"
+            raise ValueError(f"{model_name} needs {name} (the {what}) to be a whole number of at least 1; got "
+                             f"{name}={value!r}. Pass e.g. {name}={4 if name != 'depth' else 2}.")
+    features = arguments.get("features")
+    if features is not None and not all(_is_count(f) for f in features):
+        raise ValueError(f"{model_name} needs every entry of features (the channels per level) to be a whole number "
+                         f"of at least 1; got features={tuple(features)!r}.")
 
 
 def _recording_arguments(cls: type, init: Callable) -> Callable:
@@ -296,6 +346,7 @@ def _recording_arguments(cls: type, init: Callable) -> Callable:
                 is_var_keyword = signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD
                 arguments.update(value if is_var_keyword else {name: value})
             self.__dict__["arguments"] = arguments
+            check_core_arguments(cls.__name__, arguments)
         init(self, *args, **kwargs)
 
     return __init__
@@ -325,6 +376,7 @@ class SegmentationModel(nn.Module):
     spatial_dims_supported: ClassVar[tuple[int, ...]] = (2, 3)
     argument_aliases: ClassVar[dict[str, str]] = {}
     example_arguments: ClassVar[tuple[dict, ...]] = ({},)
+    domains: ClassVar[Mapping[str, int]] = {}  # name -> out_channels, for a multi-domain model (see above)
 
     spatial_dims: int
     in_channels: int
@@ -385,20 +437,203 @@ class SegmentationModel(nn.Module):
     def deepest_path(self) -> list[nn.Module]:
         """The spatial layers along the longest input-to-output path, in order.
 
-        By default every stage of :meth:`stage_paths` in turn: right for a U-shaped net,
-        whose skips are shorter paths that see a subset of the input, so this list sets the
-        receptive field (see ``unet_lessons.viz.receptive_field``).
+        By default every stage of :meth:`stage_paths` in turn, except the layers on the skips
+        (stages ``skip{i}``): right for a U-shaped net, whose skips branch off this path.
         """
-        return [layer for layers in self.stage_paths().values() for layer in layers]
+        return [layer for name, layers in self.stage_paths().items() if not _SKIP_STAGE.fullmatch(name)
+                for layer in layers]
+
+    def receptive_paths(self) -> "OrderedDict[str, list[nn.Module]]":
+        """Every input-to-output path of spatial layers that can set the receptive field, by name.
+
+        ``"deepest"`` (:meth:`deepest_path`), and for an encoder-decoder model with layers on a
+        skip (MultiResUNet's Res paths) one more path for that skip, ``"skip i"``: the encoder
+        down to level ``i``, the skip's own layers (:meth:`skip_modules`), then the decoder from
+        the join at level ``i`` up to the logits. A skip that only copies adds no path: its
+        layers are all on the deepest path. The field is the union over the paths
+        (``unet_lessons.viz.model_receptive_field``).
+        """
+        paths: OrderedDict[str, list[nn.Module]] = OrderedDict(deepest=self.deepest_path())
+        if self.feature_scheme != "encoder_decoder":
+            return paths
+        stages = self.stage_modules()
+        joins = self.skip_joins()
+        skip_layers = self.skip_modules()
+        for level in range(self.depth):
+            if not _spatial_layers(skip_layers[f"level {level}"]):
+                continue  # a plain copy: every layer of this path is on the deepest path too, aligned alike
+            if self.padding == "valid":
+                raise NotImplementedError(
+                    f"{type(self).__name__} has layers on a cropped skip; the layer walk of the receptive field "
+                    "does not model the crop. Give receptive_paths() its own definition.")
+            decoder = stages[f"dec{level}"]
+            join = joins[f"level {level}"]
+            after_join = decoder[[m is join for m in decoder].index(True) + 1:]
+            modules = ([m for i in range(level + 1) for m in stages[f"enc{i}"]] + skip_layers[f"level {level}"]
+                       + after_join + [m for i in reversed(range(level)) for m in stages[f"dec{i}"]]
+                       + stages["logits"])
+            paths[f"skip {level}"] = _spatial_layers(modules)
+        return paths
+
+    # ----- the skips --------------------------------------------------------------------------
+    def skip_joins(self) -> "OrderedDict[str, nn.Module]":
+        """Where each skip meets the decoder: ``{"level i": SkipJoin}``, top level first.
+
+        Read from the ``dec{i}`` stages of :meth:`stage_modules` (see the module docstring);
+        a model that joins its skips otherwise (UNet++'s dense grid, FCN's score sums) has none.
+
+        Raises:
+            ValueError: naming the stage when a ``dec{i}`` stage lists no ``SkipJoin`` or several.
+        """
+        from ..blocks import SkipJoin  # blocks imports nothing from models; this avoids a cycle at import time
+
+        if self.feature_scheme != "encoder_decoder":
+            return OrderedDict()
+        stages, joins = self.stage_modules(), OrderedDict()
+        for level in range(self.depth):
+            found = [m for m in stages[f"dec{level}"] if isinstance(m, SkipJoin)]
+            if len(found) != 1:
+                raise ValueError(f"{type(self).__name__}.stage_modules()['dec{level}'] lists {len(found)} SkipJoin "
+                                 "modules; list the one where this level's skip meets the decoder, between the "
+                                 "modules before it (the upsampling) and after it (see unet_lessons.models.base).")
+            joins[f"level {level}"] = found[0]
+        return joins
+
+    def skip_modules(self) -> "OrderedDict[str, list[nn.Module]]":
+        """The modules on each skip between the encoder map and the join, ``{"level i": [...]}`` (empty: a plain copy)."""
+        if self.feature_scheme != "encoder_decoder":
+            return OrderedDict()
+        stages = self.stage_modules()
+        return OrderedDict((f"level {level}", list(stages.get(f"skip{level}", []))) for level in range(self.depth))
 
     @torch.no_grad()
     def skip_pairs(self, x: torch.Tensor) -> "OrderedDict[str, tuple[torch.Tensor, torch.Tensor]]":
-        """The two sides of every skip join for one input: ``{"level i": (skip side, upsampled side)}``.
+        """The two sides of every skip join for one input, in eval mode: ``{"level i": (skip side, upsampled side)}``.
 
-        Level ``i`` is the join at stride ``2**i``, top level first (used by
-        ``unet_lessons.similarity.concatenated_pairs``).
+        Level ``i`` is the join at stride ``2**i``, top level first (read by
+        ``unet_lessons.similarity.concatenated_pairs``). The skip side is what reaches the join:
+        after the skip's own layers, and after the crop of a valid-padding U-Net.
         """
-        raise NotImplementedError(f"{type(self).__name__} does not declare its skip_pairs(x).")
+        joins = self.skip_joins()
+        if not joins:
+            raise NotImplementedError(f"{type(self).__name__} has no SkipJoin modules; declare its skip_pairs(x).")
+        found: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def recorder(level: str) -> Callable:
+            def record(_module: nn.Module, inputs: tuple, _output: torch.Tensor) -> None:  # None: the output stays
+                found[level] = (inputs[0], inputs[1])
+            return record
+
+        handles = [join.register_forward_hook(recorder(level)) for level, join in joins.items()]
+        was_training = self.training
+        try:
+            self.eval()
+            self(x)
+        finally:
+            self.train(was_training)
+            for handle in handles:
+                handle.remove()
+        return OrderedDict((level, found[level]) for level in joins)
+
+    @contextlib.contextmanager
+    def skip_knocked_out(self, *levels: int):
+        """Within the ``with`` block, the skips at ``levels`` carry zeros: the decoder gets no encoder map there.
+
+        ``with model.skip_knocked_out(0): logits = model(x)`` shows what the top skip contributes.
+
+        Raises:
+            ValueError: naming the levels that exist, for a level the model does not have.
+        """
+        joins = self.skip_joins()
+        unknown = [level for level in levels if f"level {level}" not in joins]
+        if unknown or not levels:
+            raise ValueError(f"{type(self).__name__} has skips at levels {list(range(len(joins)))} (0 = full "
+                             f"resolution); got {list(levels) or 'none'}.")
+        chosen = [joins[f"level {level}"] for level in levels]
+        try:
+            for join in chosen:
+                join.knocked_out = True
+            yield self
+        finally:
+            for join in chosen:
+                join.knocked_out = False
+
+    # ----- domains ----------------------------------------------------------------------------
+    def for_domain(self, name: str) -> "DomainView":
+        """This multi-domain model seen as an ordinary model for one domain, sharing the weights."""
+        self.check_domain(name)
+        return DomainView(self, name)
+
+    def check_domain(self, domain: Any) -> str:
+        """The one domain ``domain`` names; a ``ValueError`` naming the known domains when it is unknown,
+        missing, or a batch's list that mixes domains (a model takes one domain per batch)."""
+        known = sorted(self.domains)
+        model = type(self).__name__
+        if not known:
+            raise ValueError(f"{model} is a single-domain model; it takes no domain (got domain={domain!r}).")
+        if isinstance(domain, (list, tuple)):  # a dict batch's "domain" field, one entry per sample
+            names = sorted(set(domain))
+            if len(names) > 1:
+                raise ValueError(f"{model} takes one domain per batch; this batch mixes {names}. Draw each batch "
+                                 f"from one domain (known domains: {known}).")
+            domain = names[0] if names else None
+        if domain is None:
+            raise ValueError(f"{model} serves several domains; say which: model(x, domain=...) or "
+                             f"model.for_domain(name) (known domains: {known}).")
+        if domain not in self.domains:
+            raise ValueError(f"{model} has no domain {domain!r}; known domains: {known}.")
+        return domain
+
+    def rebuild(self) -> "SegmentationModel":
+        """A new model built with the same arguments (new weights): ``type(self)(**self.arguments)``."""
+        return type(self)(**self.arguments)
+
+
+_SKIP_STAGE = re.compile(r"skip\d+")
+
+
+def _spatial_layers(modules: Sequence[nn.Module]) -> list[nn.Module]:
+    return [m for module in modules for m in module.modules() if isinstance(m, _SPATIAL_LAYERS)]
+
+
+class DomainView(SegmentationModel):
+    """One domain of a multi-domain model, as a model of its own that shares the weights.
+
+    ``forward(x)`` is ``model(x, domain=name)``; ``out_channels`` is that domain's. Training the
+    view trains the shared weights and this domain's adapters and head.
+    """
+
+    def __init__(self, model: SegmentationModel, domain: str) -> None:
+        super().__init__()
+        self.model, self.domain = model, domain
+        self.spatial_dims, self.in_channels, self.out_channels = model.spatial_dims, model.in_channels, model.domains[domain]
+        self.padding, self.depth = model.padding, model.depth
+        self.feature_scheme, self.skip_join = model.feature_scheme, model.skip_join
+        self.__dict__["arguments"] = {**model.arguments, "domain": domain}
+
+    def output_size(self, size: int) -> Optional[int]:
+        return self.model.output_size(size)
+
+    def size_rule(self) -> str:
+        return self.model.size_rule()
+
+    def check_input(self, x: torch.Tensor) -> None:
+        self.model.check_input(x)
+
+    def forward_features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        return self.model.forward_features(x, domain=self.domain)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.model(x, domain=self.domain)
+
+    def stage_modules(self) -> "OrderedDict[str, list[nn.Module]]":
+        return self.model.stage_modules(domain=self.domain)
+
+    def rebuild(self) -> "DomainView":
+        return self.model.rebuild().for_domain(self.domain)
+
+    def extra_repr(self) -> str:
+        return f"domain={self.domain!r}"
 
 
 def smallest_side(model: SegmentationModel, minimum: Optional[int] = None) -> int:

@@ -192,7 +192,8 @@ class FCN(SegmentationModel):
     initialisation (the paper zero-initialises it when fine-tuning a pretrained VGG16).
 
     Args:
-        num_classes: classes (21 for PASCAL VOC); ``out_channels`` is accepted as another name.
+        out_channels: classes (21 for PASCAL VOC); ``num_classes``, the paper code's name, is accepted too
+            (``model.num_classes`` holds it as well, but ``model.arguments`` records the core name).
         variant: ``"32s"``, ``"16s"`` or ``"8s"``: the stride of the last fused score map.
         in_channels: input channels.
         width: encoder width, see :class:`VGGEncoder` (64 = VGG16).
@@ -212,13 +213,14 @@ class FCN(SegmentationModel):
 
     feature_scheme = "fcn"
     spatial_dims_supported = (2,)
-    argument_aliases = {"out_channels": "num_classes"}
+    argument_aliases = {"num_classes": "out_channels"}
     example_arguments = tuple({"variant": variant, "fc_width": 8} for variant in VARIANTS)
 
-    def __init__(self, num_classes: int = 21, *, variant: str = "32s", in_channels: int = 3, width: int = 64,
+    def __init__(self, out_channels: int = 21, *, variant: str = "32s", in_channels: int = 3, width: int = 64,
                  fc_width: int = 4096, norm: Optional[str] = None, dropout: float = 0.0,
                  pad_to_multiple: bool = True, learnable_upsampling: bool = True, spatial_dims: int = 2) -> None:
         super().__init__()
+        num_classes = out_channels  # the paper's word for the output channels
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}; got {variant!r}.")
         if spatial_dims != 2:

@@ -47,7 +47,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..blocks import ResidualBlock, StridedDown, conv_type
+from ..blocks import ResidualBlock, SkipJoin, StridedDown, conv_type
 from ..blocks.layers import LayerSpec, interpolation_mode, make_act, make_norm
 from .base import SegmentationModel
 
@@ -160,6 +160,7 @@ class MyronenkoNet(SegmentationModel):
                                                                 **self._block))
             self.encoder.append(stage)
         self.ups, self.decoder = self._decoder_levels(blocks_up)
+        self.joins = nn.ModuleList(SkipJoin("add") for _ in blocks_up)  # added, not concatenated (Fig. 1)
         self.head = nn.Sequential()
         if final_norm_act:
             self.head.add_module("norm", make_norm(norm, width, spatial_dims))
@@ -235,8 +236,8 @@ class MyronenkoNet(SegmentationModel):
         for level, stage in enumerate(self.encoder):
             h = stage(h)  # (B, F_level, *S / 2**level)
             feats["bottleneck" if level == self.depth else f"enc{level}"] = h
-        for level, up, blocks in zip(reversed(range(self.depth)), self.ups, self.decoder):
-            h = blocks(up(h) + feats[f"enc{level}"])  # added, not concatenated: (B, F_level, *S / 2**level)
+        for level, up, join, blocks in zip(reversed(range(self.depth)), self.ups, self.joins, self.decoder):
+            h = blocks(join(feats[f"enc{level}"], up(h)))  # added, not concatenated: (B, F_level, *S / 2**level)
             feats[f"dec{level}"] = h
         feats["logits"] = self.head(h)  # (B, out_channels, *S)
         return feats
@@ -300,26 +301,10 @@ class MyronenkoNet(SegmentationModel):
         stages: OrderedDict[str, list[nn.Module]] = OrderedDict(enc0=[self.init_conv, self.encoder[0]])
         for level in range(1, self.depth + 1):
             stages["bottleneck" if level == self.depth else f"enc{level}"] = [self.encoder[level]]
-        for level, up, blocks in zip(reversed(range(self.depth)), self.ups, self.decoder):
-            stages[f"dec{level}"] = [up, blocks]
+        for level, up, join, blocks in zip(reversed(range(self.depth)), self.ups, self.joins, self.decoder):
+            stages[f"dec{level}"] = [up, join, blocks]
         stages["logits"] = [self.head]
         return stages
-
-    @torch.no_grad()
-    def skip_pairs(self, x: torch.Tensor) -> "OrderedDict[str, tuple[torch.Tensor, torch.Tensor]]":
-        """At each decoder level (top = 0): the encoder map and the upsampled map added to it."""
-        found: list[torch.Tensor] = []
-        handles = [up.register_forward_hook(lambda _m, _i, output: found.append(output)) for up in self.ups]
-        was_training = self.training
-        try:
-            self.eval()
-            feats = self.forward_features(x)
-        finally:
-            self.train(was_training)
-            for handle in handles:
-                handle.remove()
-        return OrderedDict((f"level {level}", (feats[f"enc{level}"], found[self.depth - 1 - level]))
-                           for level in range(self.depth))
 
 
 def copy_weights_from_monai(model: MyronenkoNet, monai_model: nn.Module) -> MyronenkoNet:

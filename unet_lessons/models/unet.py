@@ -196,27 +196,9 @@ class UNet(SegmentationModel):
         for level, down in enumerate(self.downs, start=1):
             stages["bottleneck" if level == self.depth else f"enc{level}"] = [down]
         for level, up in zip(reversed(range(self.depth)), self.ups):
-            stages[f"dec{level}"] = [up]  # its upsampling, then its DoubleConv
+            stages[f"dec{level}"] = [up.up, up.join, up.conv]  # upsample, join the skip, the DoubleConv
         stages["logits"] = [self.head]
         return stages
-
-    @torch.no_grad()
-    def skip_pairs(self, x: torch.Tensor) -> "OrderedDict[str, tuple[torch.Tensor, torch.Tensor]]":
-        """At each ``Up`` (level ``i``, top = 0): the encoder skip and the upsampled decoder map."""
-        found: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-        def record(module: Up, inputs: tuple, _output: torch.Tensor) -> None:
-            below, skip = inputs
-            found.append((skip, module.up(below)))
-
-        handles = [up.register_forward_hook(record) for up in self.ups]
-        try:
-            self(x)
-        finally:
-            for handle in handles:
-                handle.remove()
-        # self.ups runs deepest first; list the top level first.
-        return OrderedDict((f"level {level}", found[self.depth - 1 - level]) for level in range(self.depth))
 
 
 #: The papers' configurations, as ``UNet`` arguments (``UNet.preset(name)``).

@@ -37,7 +37,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
-from ..blocks import ConvNormAct, VNetStage, conv_transpose_type, conv_type, make_act, make_norm, max_pool_type
+from ..blocks import ConvNormAct, SkipJoin, VNetStage, conv_transpose_type, conv_type, make_act, make_norm, max_pool_type
 from .base import SegmentationModel
 
 __all__ = ["VNetStage", "VNetDown", "VNetUp", "VNet", "VNET_PRESETS", "parameter_counts"]
@@ -94,13 +94,14 @@ class VNetUp(nn.Module):
             norm=make_norm(norm, up_channels, spatial_dims),
             act=make_act(act, up_channels),
         ))
+        # Up-conv first, then the skip: the order of the Caffe prototxt and of MONAI.
+        self.join = SkipJoin("concat", skip_first=False)
         self.stage = VNetStage(2 * up_channels, 2 * up_channels, num_convs, spatial_dims=spatial_dims,
                                kernel_size=kernel_size, norm=norm, act=act, bias=bias, act_before_add=act_before_add)
 
     def forward(self, below: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         up = self.up(below)  # (B, C_up, *S)
-        # Up-conv first, then the skip: the order of the Caffe prototxt and of MONAI.
-        return self.stage(torch.cat([up, skip], dim=1))  # (B, 2 C_up, *S)
+        return self.stage(self.join(skip, up))  # (B, 2 C_up, *S)
 
 
 class VNet(SegmentationModel):
@@ -243,22 +244,9 @@ class VNet(SegmentationModel):
         for level in range(1, self.depth + 1):
             stages["bottleneck" if level == self.depth else f"enc{level}"] = [self.encoder[level]]  # down, stage
         for level, up in zip(reversed(range(self.depth)), self.ups):
-            stages[f"dec{level}"] = [up]  # up-conv, then the residual stage
+            stages[f"dec{level}"] = [up.up, up.join, up.stage]  # up-conv, join the skip, the residual stage
         stages["logits"] = [self.head]
         return stages
-
-    @torch.no_grad()
-    def skip_pairs(self, x: torch.Tensor) -> "OrderedDict[str, tuple[torch.Tensor, torch.Tensor]]":
-        """At each ``VNetUp`` (level ``i``, top = 0): the encoder map and the up-convolved map joined to it."""
-        found: list[tuple[torch.Tensor, torch.Tensor]] = []
-        handles = [up.register_forward_hook(lambda module, inputs, _output: found.append((inputs[1], module.up(inputs[0]))))
-                   for up in self.ups]
-        try:
-            self(x)
-        finally:
-            for handle in handles:
-                handle.remove()
-        return OrderedDict((f"level {level}", found[self.depth - 1 - level]) for level in range(self.depth))
 
 
 #: Named configurations, as ``VNet`` arguments (``VNet.preset(name)``).

@@ -41,6 +41,7 @@ UP_COLOUR = "#2ca02c"     # green: up-conv
 SKIP_COLOUR = "#7f7f7f"   # grey: copy (and crop)
 HEAD_COLOUR = "#17becf"   # teal: conv 1x1
 RESIDUAL_COLOUR = "#7b3294"  # purple: the residual addition of a stage
+SKIP_PATH_COLOUR = "#e6550d"  # orange: layers on a skip (MultiResUNet's Res paths)
 MAP_FILL, MAP_EDGE = "#9ecae1", "#2b5d8a"
 INPUT_FILL, OUTPUT_FILL = "#d9d9d9", "#fdd0a2"
 
@@ -79,6 +80,7 @@ def _full_shape(model: nn.Module, input_shape: Sequence[int]) -> tuple[int, ...]
     return shape
 
 
+_ON_A_SKIP = re.compile(r"skip\d+")  # the stage of the layers on a skip (model contract)
 _POOLS = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)
 _UPS = (nn.modules.conv._ConvTransposeNd, nn.Upsample)
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, nn.LayerNorm)
@@ -133,6 +135,7 @@ def unet_diagram_data(model: nn.Module, input_shape: Sequence[int]) -> list[dict
         channels, spatial = int(tensor.shape[1]), tuple(int(s) for s in tensor.shape[2:])
         stage = {"name": name, "channels": channels, "spatial": spatial}
         encoder, decoder = re.fullmatch(r"enc(\d+)", name), re.fullmatch(r"dec(\d+)", name)
+        skip_path = re.fullmatch(r"skip(\d+)", name)
         if encoder or name == "bottleneck":
             level = int(encoder.group(1)) if encoder else depth
             stage.update(column="encoder" if encoder else "bottleneck", level=level)
@@ -141,15 +144,20 @@ def unet_diagram_data(model: nn.Module, input_shape: Sequence[int]) -> list[dict
             elif len(pooled) == depth:  # the map the downsampling layer gave: a strided conv may change the channels
                 stage.update(in_channels=pooled[level - 1][1], in_spatial=tuple(pooled[level - 1][2:]))
             else:
-                stage.update(in_channels=previous["channels"], in_spatial=tuple(s // 2 for s in previous["spatial"]))
+                raise _cannot_draw(model, f"found {len(pooled)} downsampling layers (poolings or strided convolutions "
+                                          f"first in their stage) for {depth} levels")
+        elif skip_path:
+            level = int(skip_path.group(1))
+            source = by_name[f"enc{level}"]
+            stage.update(column="skip", level=level, in_channels=source["channels"], in_spatial=source["spatial"])
         elif decoder:
             level = int(decoder.group(1))
-            skip = by_name[f"enc{level}"]
+            skip = by_name.get(f"skip{level}", by_name[f"enc{level}"])  # after the skip's own layers, if any
             index = depth - 1 - level
-            if len(upsampled) == depth:
-                up_channels, up_spatial = upsampled[index][1], tuple(upsampled[index][2:])
-            else:  # not a U-Net we know: assume channels kept and the size doubled
-                up_channels, up_spatial = previous["channels"], tuple(2 * s for s in previous["spatial"])
+            if len(upsampled) != depth:
+                raise _cannot_draw(model, f"found {len(upsampled)} upsampling layers (transposed convolutions or "
+                                          f"nn.Upsample) for {depth} decoder levels")
+            up_channels, up_spatial = upsampled[index][1], tuple(upsampled[index][2:])
             concat = up_spatial if padding == "valid" else skip["spatial"]
             joined = skip["channels"] if model.skip_join == "add" else skip["channels"] + up_channels
             stage.update(column="decoder", level=level, in_channels=joined,
@@ -158,11 +166,18 @@ def unet_diagram_data(model: nn.Module, input_shape: Sequence[int]) -> list[dict
         elif name == "logits":
             stage.update(column="head", level=0, in_channels=previous["channels"], in_spatial=previous["spatial"])
         else:
-            raise ValueError(f"unexpected feature map {name!r}: draw_unet knows enc*, bottleneck, dec*, logits.")
+            raise _cannot_draw(model, f"forward_features returned {name!r}; draw_unet knows enc*, skip*, bottleneck, "
+                                      "dec* and logits")
         stages.append(stage)
         by_name[name] = stage
         previous = stage
     return stages
+
+
+def _cannot_draw(model: nn.Module, what: str) -> ValueError:
+    return ValueError(f"draw_unet cannot draw {type(model).__name__}: it {what}. The drawing needs the stage layout "
+                      "of the model contract (unet_lessons.models.base); draw this model another way, e.g. "
+                      "print(model) or torchinfo.summary(model).")
 
 
 # ----- drawing -------------------------------------------------------------------------------
@@ -241,7 +256,7 @@ def conv_counts(model: nn.Module) -> dict[str, int]:
     """Convolutions per stage, not counting the stage's down- or up-sampling layers (``stage_paths``)."""
     counts = {}
     for name, path in model.stage_paths().items():
-        if name == "logits":
+        if name == "logits" or _ON_A_SKIP.fullmatch(name):  # a skip's layers are labelled on its arrow
             continue
         layers = path[_resampling_end(path):]
         counts[name] = sum(1 for m in layers if isinstance(m, nn.modules.conv._ConvNd))
@@ -250,8 +265,8 @@ def conv_counts(model: nn.Module) -> dict[str, int]:
 
 def residual_stages(model: nn.Module) -> list[str]:
     """Stages holding a module that declares ``residual = True`` (it adds its input to its output)."""
-    return [name for name, modules in model.stage_modules().items()
-            if any(getattr(m, "residual", False) for module in modules for m in module.modules())]
+    return [name for name, modules in model.stage_modules().items() if not _ON_A_SKIP.fullmatch(name)
+            and any(getattr(m, "residual", False) for module in modules for m in module.modules())]
 
 
 def _describe(model: nn.Module, spatial_dims: int) -> dict[str, str]:
@@ -263,9 +278,10 @@ def _describe(model: nn.Module, spatial_dims: int) -> dict[str, str]:
     """
     cube = lambda k: "×".join([str(k)] * spatial_dims)  # noqa: E731
     stages, paths = model.stage_modules(), model.stage_paths()
-    everything = [m for name, modules in stages.items() if name != "logits" for module in modules
+    main = lambda name: name != "logits" and not _ON_A_SKIP.fullmatch(name)  # noqa: E731  (skips: on their arrows)
+    everything = [m for name, modules in stages.items() if main(name) for module in modules
                   for m in module.modules()]
-    stage_convs = [m for name, path in paths.items() if name != "logits" for m in path[_resampling_end(path):]
+    stage_convs = [m for name, path in paths.items() if main(name) for m in path[_resampling_end(path):]
                    if isinstance(m, nn.modules.conv._ConvNd) and not _is_down(m) and not isinstance(m, _UPS)]
     kernels = sorted({_first(m.kernel_size) for m in stage_convs})
     counts = set(conv_counts(model).values())
@@ -291,6 +307,21 @@ def _describe(model: nn.Module, spatial_dims: int) -> dict[str, str]:
              "up": ", then ".join(_layer_text(layer, cube) for layer in up_layers), "head": head}
     if residual_stages(model):
         texts["residual"] = "residual addition (stage input + output)"
+    return texts
+
+
+def _skip_path_texts(model: nn.Module, spatial_dims: int) -> dict[int, str]:
+    """Level -> a label for the layers on that skip (``model.skip_modules()``), for the skips that have any."""
+    cube = lambda k: "×".join([str(k)] * spatial_dims)  # noqa: E731
+    texts = {}
+    for name, modules in model.skip_modules().items():
+        convs = [m for module in modules for m in module.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+        if not convs:
+            continue
+        kernels = sorted({_first(m.kernel_size) for m in convs}, reverse=True)
+        residual = any(getattr(m, "residual", False) for module in modules for m in module.modules())
+        texts[int(name.split()[1])] = (f"{len(convs)} conv {' / '.join(cube(k) for k in kernels)}"
+                                       + (" ⊕" if residual else ""))
     return texts
 
 
@@ -348,6 +379,8 @@ def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[s
     def skip_text(cropped: bool) -> str:
         words = "copy and crop" if cropped else "copy"
         return words + (" and add (⊕)" if model.skip_join == "add" else "")
+
+    path_texts = _skip_path_texts(model, spatial_dims)  # level -> what the layers on that skip are
 
     def conv_arrow(start: tuple[float, float], end: tuple[float, float], stage: str) -> None:
         """The blue arrow of a stage's convolutions, with their count when stages differ and ⊕ when residual."""
@@ -412,7 +445,7 @@ def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[s
     y_min = min(b.bottom for b in boxes.values()) - 0.35
     width_in, height_in = x_max - x_min, y_max - y_min
     fig_width = min(12.0, max(6.0, width_in + 0.3))  # at least as wide as a 3-column legend
-    items = 5 + ("residual" in text)
+    items = 5 + ("residual" in text) + bool(_skip_path_texts(model, spatial_dims))
     columns = 5 if fig_width >= 8.5 and items == 5 else 3
     if max(len(t) for t in text.values()) > 40 and fig_width < 10:  # long entries would run off the figure
         columns = 2
@@ -469,9 +502,11 @@ def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[s
         conv_arrow((up.right, up.y), (dec.x, dec.y), f"dec{level}")
         encoder = boxes[f"enc{level}"]
         cropped = tuple(stage["in_spatial"]) != tuple(by_name[f"enc{level}"]["spatial"])
-        _arrow(ax, (encoder.right, encoder.y), (skip.x, skip.y), SKIP_COLOUR, lw=1.3)
-        ax.text((encoder.right + skip.x) / 2, encoder.y + 0.03, skip_text(cropped),
-                ha="center", va="bottom", fontsize=_FONT, color="#404040")
+        on_path = path_texts.get(level)
+        _arrow(ax, (encoder.right, encoder.y), (skip.x, skip.y), SKIP_PATH_COLOUR if on_path else SKIP_COLOUR,
+               lw=1.6 if on_path else 1.3)
+        ax.text((encoder.right + skip.x) / 2, encoder.y + 0.03, on_path or skip_text(cropped),
+                ha="center", va="bottom", fontsize=_FONT, color=SKIP_PATH_COLOUR if on_path else "#404040")
     rect(boxes["logits"], OUTPUT_FILL, "#a0522d")
     label(boxes["logits"], str(logits["channels"]), logits["spatial"], "right")
     ax.text(boxes["logits"].centre, boxes["logits"].bottom - 0.04, "output", ha="center", va="top",
@@ -485,6 +520,8 @@ def draw_unet(model: nn.Module, input_shape: Sequence[int], *, title: Optional[s
         (SKIP_COLOUR, skip_text(any_crop)), (HEAD_COLOUR, text["head"])]]
     if "residual" in text:
         handles.append(Line2D([], [], color=RESIDUAL_COLOUR, lw=0, marker="$⊕$", markersize=9, label=text["residual"]))
+    if path_texts:
+        handles.append(Line2D([], [], color=SKIP_PATH_COLOUR, lw=2, label="layers on the skip, then join"))
     fig.legend(handles=handles, loc="outside lower center", ncol=columns, fontsize=8,
                frameon=False)
     if title is None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
@@ -41,6 +42,7 @@ __all__ = [
     "textbook_receptive_field",
     "stage_receptive_fields",
     "analytic_receptive_field",
+    "model_receptive_field",
     "gradient_receptive_field",
     "draw_receptive_fields",
 ]
@@ -161,6 +163,8 @@ def stage_receptive_fields(model: nn.Module, *, transpose_rule: str = "exact") -
     """
     names, specs, ends = [], [], []
     for name, layers in model.stage_paths().items():
+        if re.fullmatch(r"skip\d+", name):
+            continue  # the layers on a skip branch off this chain (see SegmentationModel.receptive_paths)
         specs += layer_specs(layers)
         names.append(name)
         ends.append(len(specs) - 1)
@@ -227,11 +231,55 @@ def analytic_receptive_field(specs: Sequence[LayerSpec], input_shape: Sequence[i
     return box
 
 
+def model_receptive_field(model: nn.Module, input_shape: Sequence[int],
+                          position: Sequence[int]) -> list[tuple[int, int]]:
+    """The exact input box of one output pixel of a model: the union over its ``receptive_paths()``.
+
+    For a U-Net this is the box of the deepest path; a model with layers on its skips
+    (MultiResUNet) adds the path through each of them, which can reach further at the edges.
+
+    Args:
+        model: a model of the contract (``unet_lessons.models.base``).
+        input_shape: spatial input size.
+        position: the output pixel, one index per axis.
+
+    Returns:
+        ``[(first, last), ...]`` inclusive input indices per axis.
+    """
+    boxes = [analytic_receptive_field(layer_specs(path), input_shape, position)
+             for path in model.receptive_paths().values()]
+    return [(min(box[axis][0] for box in boxes), max(box[axis][1] for box in boxes)) for axis in range(len(input_shape))]
+
+
+class _AffineOnly(nn.Module):
+    """A norm that computes its statistics over the image, reduced to its per-channel scale and shift."""
+
+    def __init__(self, norm: nn.Module) -> None:
+        super().__init__()
+        channels = getattr(norm, "num_features", None) or getattr(norm, "num_channels", None)
+        weight, bias = getattr(norm, "weight", None), getattr(norm, "bias", None)
+        self.weight = nn.Parameter(weight.detach().clone() if weight is not None else torch.ones(channels))
+        self.bias = nn.Parameter(bias.detach().clone() if bias is not None else torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * self.weight.view(shape) + self.bias.view(shape)
+
+
+_IMAGE_STATISTICS = (nn.modules.instancenorm._InstanceNorm, nn.GroupNorm)
+
+
 def _replace_max_pools(module: nn.Module) -> None:
+    """Max-pools become average pools, and norms with image-wide statistics keep only their scale and shift."""
     for name, child in module.named_children():
         if isinstance(child, nn.modules.pooling._MaxPoolNd):
             dims = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}[type(child)]
             setattr(module, name, avg_pool_type(dims)(child.kernel_size, child.stride, child.padding))
+        elif isinstance(child, _IMAGE_STATISTICS) and not getattr(child, "track_running_stats", False):
+            # Instance and group norm take a mean and a variance over the whole map, so every output
+            # depends a little on every input through those two numbers. The receptive field counts
+            # the paths through the layers' windows, so the probe holds the statistics fixed.
+            setattr(module, name, _AffineOnly(child))
         else:
             _replace_max_pools(child)
 
@@ -243,7 +291,10 @@ def gradient_receptive_field(model: nn.Module, input_shape: Sequence[int], posit
     A float64 copy of ``model`` is put in ``eval`` mode, its max-pools become average
     pools, every parameter is made positive and norm statistics are reset, and the input
     is all ones: then every activation is positive, no ReLU blocks and nothing cancels,
-    so a gradient is non-zero exactly where a path exists.
+    so a gradient is non-zero exactly where a path exists. Instance and group norms, whose
+    mean and variance are taken over the whole map, keep only their scale and shift: through
+    those statistics every output depends on every input, which is not a path of the
+    layers' windows and would make every field the whole image.
 
     Args:
         model: the network (left unchanged).
@@ -256,6 +307,7 @@ def gradient_receptive_field(model: nn.Module, input_shape: Sequence[int], posit
     """
     probe = copy.deepcopy(model).double().eval()
     _replace_max_pools(probe)
+    probe.double()  # the affine-only norms are new
     with torch.no_grad():
         for param in probe.parameters():
             param.copy_(param.abs() + 1e-3)
