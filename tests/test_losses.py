@@ -340,3 +340,63 @@ def test_ignore_index_leaves_unlabelled_voxels_out_of_both_terms():
     assert logits.grad[:, :, 1:4].abs().max() == 0  # no signal from unlabelled voxels
     with pytest.raises(ValueError, match="outside"):
         DiceCELoss()(logits, sparse)  # without ignore_index, -1 is an error
+
+
+# ----- NaN and inf logits ------------------------------------------------------------------------
+
+def _class_losses():
+    from unet_lessons.losses import DeepSupervisionLoss
+
+    return {"SoftDiceLoss": SoftDiceLoss(), "DiceCELoss": DiceCELoss(),
+            "weighted_cross_entropy": lambda x, y: weighted_cross_entropy(x, y, torch.ones(y.shape)),
+            "DeepSupervisionLoss": DeepSupervisionLoss(DiceCELoss())}
+
+
+@pytest.mark.parametrize("name", ["SoftDiceLoss", "DiceCELoss", "weighted_cross_entropy", "DeepSupervisionLoss"])
+def test_non_finite_logits_are_refused_with_the_count_and_the_fix(name):
+    logits, target = make_case(2)
+    logits[0, 1, 2, 3], logits[1, 0, 0, 0], logits[1, 2, 4, 4] = float("nan"), float("inf"), -float("inf")
+    with pytest.raises(ValueError) as error:
+        _class_losses()[name](logits, target)
+    message = str(error.value)
+    # DeepSupervisionLoss passes each head to the loss it wraps, which names itself.
+    assert message.startswith(f"{'DiceCELoss' if name == 'DeepSupervisionLoss' else name}: the logits hold 3 NaN or "
+                              f"inf values of {logits.numel()} (1 NaN, 2 inf)"), message
+    assert "lower the learning rate" in message and "torch.nan_to_num" in message
+
+
+def test_in_a_training_step_the_loss_warns_and_leaves_the_diagnosis_to_fit():
+    """While autograd records, the loss returns NaN after a warning: fit's NonFiniteLossError then says
+    whether the inputs or the weights went bad, which the loss cannot see (tests/test_train.py)."""
+    from unet_lessons.losses import NonFiniteLogitsWarning
+
+    logits, target = make_case(3)
+    logits[0, 0, 0, 0, 0] = float("nan")
+    logits.requires_grad_(True)
+    with pytest.warns(NonFiniteLogitsWarning, match=r"DiceCELoss: the logits hold 1 NaN or inf values"):
+        loss = DiceCELoss()(logits, target)
+    assert loss.isnan()
+    with torch.no_grad(), pytest.raises(ValueError, match="DiceCELoss: the logits hold 1 NaN"):
+        DiceCELoss()(logits, target)
+    # Probabilities (softmax=False) were always refused, training step or not.
+    probabilities = torch.softmax(logits.detach(), 1).requires_grad_(True)
+    with pytest.raises(ValueError, match="SoftDiceLoss: the probabilities hold"):
+        SoftDiceLoss(softmax=False)(probabilities, target)
+
+
+@pytest.mark.parametrize("name", ["SoftDiceLoss", "DiceCELoss", "weighted_cross_entropy", "DeepSupervisionLoss"])
+def test_the_finite_check_leaves_finite_values_bit_for_bit(name, monkeypatch):
+    from unet_lessons.losses import dice
+
+    logits, target = make_case(3, seed=4)
+    checked = _class_losses()[name](logits.clone(), target)
+    monkeypatch.setattr(dice, "check_finite_logits", lambda *args, **kwargs: None)
+    assert torch.equal(checked, _class_losses()[name](logits.clone(), target))
+
+
+def test_the_finite_check_is_skipped_on_the_meta_device():
+    from unet_lessons.losses.finite import check_finite_logits
+
+    check_finite_logits(torch.empty(2, 3, 4, 4, device="meta"), "SoftDiceLoss")  # no values to look at: no error
+    with pytest.raises(ValueError, match="SoftDiceLoss: the logits hold 96 NaN"):
+        check_finite_logits(torch.full((2, 3, 4, 4), float("nan")), "SoftDiceLoss")

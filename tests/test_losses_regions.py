@@ -55,3 +55,27 @@ def test_region_losses_refuse_class_labels_probabilities_and_unnested_targets():
     RegionDiceLoss()(logits, broken)  # nesting is not asked for by default
     with pytest.raises(ValueError, match="not nested: 1 voxel of 'ET' lies"):
         RegionDiceLoss(nested=True, names=["WT", "TC", "ET"])(logits, broken)
+
+
+@pytest.mark.parametrize("loss", [RegionDiceLoss(), RegionDiceBCELoss()], ids=["RegionDiceLoss", "RegionDiceBCELoss"])
+def test_region_losses_refuse_nan_logits_naming_themselves(loss):
+    logits, target = _pair((2, 3, 6, 6))
+    logits = logits.detach().clone()
+    logits[1, 2] = float("nan")  # one whole region map of one sample
+    with pytest.raises(ValueError) as error:
+        loss(logits, target)
+    message = str(error.value)
+    assert message.startswith(f"{type(loss).__name__}: the logits hold 36 NaN or inf values of 216 (36 NaN, 0 inf)")
+    assert "lower the learning rate" in message
+
+
+def test_region_losses_keep_their_finite_values_bit_for_bit(monkeypatch):
+    from unet_lessons.losses import regions
+
+    logits, target = _pair((2, 3, 5, 6, 7), seed=3)
+    def losses():
+        return [RegionDiceLoss()(logits.clone(), target), RegionDiceBCELoss()(logits.clone(), target)]
+
+    checked = losses()
+    monkeypatch.setattr(regions, "check_finite_logits", lambda *args, **kwargs: None)
+    assert all(torch.equal(a, b) for a, b in zip(checked, losses()))

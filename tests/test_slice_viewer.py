@@ -207,3 +207,80 @@ def test_region_maps_need_region_names_and_binary_values():
         SliceViewer(image, label=regions)
     with pytest.raises(ValueError, match="binary regions"):
         SliceViewer(image, label=regions * 0.5, region_names=["a", "b", "c"])
+
+
+# ----- NaN and inf ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fill", [np.nan, np.inf, -np.inf])
+def test_a_volume_without_a_finite_voxel_is_refused_with_the_fix(fill):
+    with pytest.raises(ValueError) as error:
+        SliceViewer(np.full((6, 8, 8), fill, np.float32))
+    message = str(error.value)
+    assert "image channel 0 holds no finite value: all 384 voxels are NaN or inf" in message
+    assert "zero standard deviation" in message and "np.isfinite(image).all()" in message
+
+
+def test_one_empty_channel_is_named():
+    image, _ = _volume()
+    image[1] = np.nan
+    with pytest.raises(ValueError, match=r"image channel 1 \(FLAIR\) holds no finite value"):
+        SliceViewer(image, channel_names=["T1", "FLAIR"])
+
+
+@pytest.mark.parametrize("where", ["label", "prediction", "predictions"])
+@pytest.mark.parametrize("everywhere", [True, False])
+def test_a_label_or_prediction_with_nan_is_refused_with_the_fix(where, everywhere):
+    image, label = _volume()
+    broken = label.astype(np.float32)
+    if everywhere:
+        broken[:] = np.nan
+    else:
+        broken[0, 0, :3] = np.nan
+    kwargs = {"predictions": {"net": broken}} if where == "predictions" else {where: broken}
+    with pytest.raises(ValueError) as error:
+        SliceViewer(image, **kwargs)
+    message = str(error.value)
+    name = {"label": "label", "prediction": "prediction 'prediction'", "predictions": "prediction 'net'"}[where]
+    amount = "every one of its 1680" if everywhere else "3 of its 1680"
+    assert message.startswith(f"{name} holds NaN or inf in {amount} voxels"), message
+    assert "np.nan_to_num(label, nan=0)" in message and "fractional" not in message
+
+
+def test_a_region_map_with_nan_is_refused_as_nan_not_as_probabilities():
+    image, _, regions = _brats_case()
+    broken = regions.astype(np.float32)
+    broken[2, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="label holds NaN or inf in 1 of its"):
+        SliceViewer(image, label=broken, region_names=["WT", "TC", "ET"])
+
+
+def test_some_nan_voxels_are_drawn_in_their_own_colour_with_a_warning():
+    from unet_lessons.viz.slice_viewer import MISSING_COLOUR, NonFiniteVoxelsWarning
+
+    image, label = _volume()
+    image[0, :, :2, :] = np.nan   # background without a value, as some preprocessed scans store it
+    image[0, 5, 6, 7] = np.inf
+    with pytest.warns(NonFiniteVoxelsWarning, match=r"image channel 0 holds 281 NaN or inf voxels of 1680 \(16.7%\)"):
+        viewer = SliceViewer(image, label=label, display_size=14)
+    frame = viewer.render(index=5, overlay="none").astype(int)   # zoom 1: one pixel per voxel
+    missing = ~np.isfinite(image[0, 5])
+    assert (frame[missing] == MISSING_COLOUR).all()
+    # The other voxels keep their grey, windowed on the finite voxels only (the whole channel went black before).
+    finite = image[0][np.isfinite(image[0])]
+    low, high = np.percentile(finite, (1, 99))
+    grey = np.round(np.clip((image[0, 5] - low) / (high - low), 0, 1) * 255)
+    np.testing.assert_array_equal(frame[~missing], np.repeat(grey[~missing][:, None], 3, axis=1))
+    assert "no value (NaN or inf, blue): 29 vx" in viewer.readout(index=5)
+    assert viewer._legend(errors=False, missing=True)[-1][0] == "no value: NaN or inf (fill)"
+    montage = viewer.montage().astype(int)
+    assert (montage == MISSING_COLOUR).all(-1).sum() > 4 * 28  # the slices and the legend's swatch
+    # The other channel is whole: nothing changes there.
+    assert "no value" not in viewer.readout(index=5, channel=1)
+
+
+def test_the_missing_colour_is_apart_from_every_grey_class_and_error_colour():
+    from unet_lessons.viz.slice_viewer import MISSING_COLOUR
+
+    greys = np.repeat(np.arange(256, dtype=np.float32)[:, None], 3, axis=1)
+    for colours in (CLASS_COLOURS, np.stack(list(ERROR_COLOURS.values())), greys):
+        assert np.abs(colours - MISSING_COLOUR).sum(1).min() > 150

@@ -230,3 +230,31 @@ def test_lesson07_references_equal_the_package():
             model = MyronenkoNet(4, 3, width=4, vae_input_size=size)
         assert lesson07.dense_inputs(size, 3, 16) == model.vae_encode.in_features
     assert lesson07.dense_inputs((160, 192, 128), 3, 16) == 15360
+
+
+def test_the_checker_still_says_what_the_stored_lessons_show():
+    """The lessons store the checker's replies (stubs not attempted, worked solutions correct): they must not move."""
+    import importlib
+    import json
+    import re
+
+    from unet_lessons.exercises import check_exercise
+
+    def stub(**_):
+        raise NotImplementedError
+
+    call = re.compile(r"check_exercise\(\"([^\"]+)\",\s*(solutions\.)?(\w+)\)")
+    compared = 0
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            calls = call.findall("".join(cell["source"])) if cell["cell_type"] == "code" else []
+            if not calls:
+                continue
+            stored = ["".join(output["data"]["text/plain"]) for output in cell.get("outputs", [])
+                      if "text/plain" in output.get("data", {})]
+            today = [repr(check_exercise(name, getattr(importlib.import_module(f"solutions.{name.split('.')[0]}"),
+                                                       function) if from_solutions else stub))
+                     for name, from_solutions, function in calls]
+            assert stored == today, path.name
+            compared += len(today)
+    assert compared >= 20

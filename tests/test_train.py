@@ -212,6 +212,65 @@ def test_fit_names_the_missing_key_of_a_dict_batch():
         fit(_DictOutputNet(), [(images, labels, labels)], DiceCELoss(), TrainConfig(steps=1, progress=False))
 
 
+def test_fit_passes_only_the_batch_fields_that_forward_accepts():
+    images, labels = _one_batch()
+    metadata = {"image_meta_dict": {"filename_or_obj": ["a.nii.gz", "b.nii.gz"]}, "foo": torch.zeros(2)}
+    config = TrainConfig(steps=2, progress=False, device="cpu", collapse_check=False)
+    # A network that takes the image alone trains on a MONAI batch that carries metadata.
+    fit(UNet(1, 2, base_features=2, depth=1), [{"image": images, "label": labels, **metadata}], DiceCELoss(), config)
+    # A multi-domain network still receives its domain, a string or a list of strings, and nothing else.
+    for domain in ("em", ["em", "ct"]):
+        model = _DictOutputNet()
+        fit(model, [{"image": images, "label": labels, "domain": domain, **metadata}], DiceCELoss(), config)
+        assert model.seen_domains == [domain, domain]
+
+    class TakesEverything(_DictOutputNet):
+        def forward(self, x, **fields):
+            self.seen_domains.append(sorted(fields))
+            return super().forward(x)
+
+    model = TakesEverything()
+    fit(model, [{"image": images, "label": labels, "domain": "em", **metadata}], DiceCELoss(), config)
+    assert model.seen_domains[0] == ["domain", "foo", "image_meta_dict"]
+
+
+def test_fit_moves_a_loss_module_to_the_models_device():
+    # No GPU here: the loss says where it was moved. Without the move, lesson 04's weighted
+    # cross-entropy keeps its class weights on the CPU while the logits are on the GPU.
+    class WhereMoved(torch.nn.CrossEntropyLoss):
+        def __init__(self):
+            super().__init__(weight=torch.tensor([1.0, 3.0]))
+            self.moved_to = []
+
+        def to(self, *args, **kwargs):
+            self.moved_to.append(torch.device(args[0] if args else kwargs["device"]))
+            return super().to(*args, **kwargs)
+
+    images, labels = _one_batch()
+    loss, model = WhereMoved(), UNet(1, 2, base_features=2, depth=1)
+    fit(model, [(images, labels)], loss, TrainConfig(steps=1, progress=False, device="cpu", collapse_check=False))
+    assert loss.moved_to == [next(model.parameters()).device] and loss.weight.device == loss.moved_to[0]
+
+
+def test_the_training_loss_is_the_segmentation_loss_plus_the_auxiliary_loss_to_the_last_bit():
+    # Stored notebook outputs compare exactly: fit must add the terms as output_loss always did.
+    import copy
+
+    from unet_lessons.models.base import output_loss
+
+    class WeightedAuxiliary(_DictOutputNet):
+        def forward(self, x, domain=None):
+            output = super().forward(x)
+            return {**output, "aux_loss": 0.1 * output["logits"].pow(2).mean()}
+
+    images, labels = _one_batch()
+    torch.manual_seed(0)
+    model = WeightedAuxiliary()
+    initial = copy.deepcopy(model)
+    history = fit(model, [(images, labels)], DiceCELoss(), TrainConfig(steps=1, progress=False, device="cpu"))
+    assert history["loss"][0] == output_loss(initial(images), labels, DiceCELoss())[0].item()
+
+
 def test_predict_reads_every_output_kind():
     from unet_lessons.train import predict
 
@@ -223,23 +282,61 @@ def test_predict_reads_every_output_kind():
 # ----- failures that must not pass silently --------------------------------------------------
 
 def test_fit_stops_at_the_first_nan_loss_and_blames_the_inputs():
+    from unet_lessons.losses import NonFiniteLogitsWarning
     from unet_lessons.train import NonFiniteLossError
 
     images, labels = _one_batch()
     images[0, 0, 3, 3] = float("nan")
     model = torch.nn.Conv2d(1, 2, 3, padding=1)  # no input check of its own: fit's check must catch it
-    with pytest.raises(NonFiniteLossError, match=r"step 1: .*NaN or inf in 1 of its 2048 values"):
+    # The loss warns that its logits are not finite; fit then stops with the cause it can see.
+    with pytest.warns(NonFiniteLogitsWarning), \
+            pytest.raises(NonFiniteLossError, match=r"step 1: .*NaN or inf in 1 of its 2048 values"):
         fit(model, _repeat((images, labels)), DiceCELoss(), TrainConfig(steps=5, progress=False, device="cpu"))
 
 
 def test_fit_blames_the_learning_rate_when_the_weights_diverge():
+    from unet_lessons.losses import NonFiniteLogitsWarning
     from unet_lessons.train import NonFiniteLossError
 
     images, labels = _one_batch()
     model = UNet(1, 2, base_features=4, depth=1)
-    with pytest.raises(NonFiniteLossError, match=r"step 2: .*weights became NaN or inf.*lr=inf.*too high"):
+    with pytest.warns(NonFiniteLogitsWarning), \
+            pytest.raises(NonFiniteLossError, match=r"step 2: .*weights became NaN or inf.*lr=inf.*too high"):
         fit(model, _repeat((images, labels)), DiceCELoss(),
             TrainConfig(steps=5, lr=float("inf"), schedule="constant", progress=False, device="cpu"))
+
+
+def test_the_non_finite_message_names_the_segmentation_loss_when_it_went_non_finite():
+    from unet_lessons.train import NonFiniteLossError
+
+    def overflowing_loss(logits, target):
+        return logits.sum() * float("nan")
+
+    images, labels = _one_batch()
+    with pytest.raises(NonFiniteLossError) as error:
+        fit(_DictOutputNet(), [(images, labels)], overflowing_loss, TrainConfig(steps=2, progress=False, device="cpu"))
+    message = str(error.value)
+    assert re.search(r"step 1: the segmentation loss \(.*overflowing_loss\) is nan\. The inputs and weights are "
+                     r"finite, so the loss itself overflowed", message), message
+    assert "auxiliary" not in message
+
+
+def test_the_non_finite_message_names_the_models_auxiliary_loss_when_it_went_non_finite():
+    from unet_lessons.train import NonFiniteLossError
+
+    class DivergingKL(_DictOutputNet):
+        def forward(self, x, domain=None):
+            output = super().forward(x)
+            return {**output, "aux_loss": output["aux_loss"] * float("inf")}  # a KL whose exp(log-variance) overflowed
+
+    images, labels = _one_batch()
+    with pytest.raises(NonFiniteLossError) as error:
+        fit(DivergingKL(), [(images, labels)], DiceCELoss(), TrainConfig(steps=2, progress=False, device="cpu"))
+    message = str(error.value)
+    assert message.startswith("Training stopped at step 1: the model's auxiliary loss (aux_loss, e.g. the VAE's KL "
+                              "and reconstruction terms) is inf. The inputs and weights are finite, so the model's "
+                              "auxiliary term itself overflowed"), message
+    assert "segmentation loss" not in message
 
 
 def test_negative_labels_name_ignore_index_not_negative_channels():

@@ -8,11 +8,15 @@ lesson's setup cell, read from the environment variable ``UNET_LESSONS_RUNS``, s
 * ``reuse``: load the saved run when it matches the cell, else train and save it;
 * ``refresh``: always train, and save (replacing what was saved).
 
-A saved run loads only when its weights' names and shapes, its :class:`TrainConfig`, the
-model's class and arguments and the loss all equal the cell's; otherwise the lesson
-trains and says why. What is saved: the weights, the history, the final random states (so
-that later cells draw the same numbers as after a real run), and the state of the batch
-source when it has one (``state_dict``/``load_state_dict``, as :class:`PatchSampler`).
+A saved run loads only when the cell would train exactly what was saved: the same
+:class:`TrainConfig`, model class and arguments, initial weights and first batch (digests
+taken before training, without advancing the batch stream or any random state), a loss and a
+validation function that compute the same (their code, the values they close over, the
+globals they read) and the same source files of this package. Everything is compared before
+anything is loaded; on any difference the lesson trains, and one line says what differs.
+What is saved: the weights, the history, the final random states of every device that was
+used (so that later cells draw the same numbers as after a real run), and the state of the
+batch source when it has one (``state_dict``/``load_state_dict``, as :class:`PatchSampler`).
 
 Saved runs live outside the repository, in ``UNET_LESSONS_RUN_DIR`` or else
 ``~/.cache/unet-lessons/runs`` (``$XDG_CACHE_HOME`` is respected).
@@ -21,22 +25,32 @@ Saved runs live outside the repository, in ``UNET_LESSONS_RUN_DIR`` or else
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
+import hashlib
+import importlib.metadata
+import itertools
 import os
+import platform
 import random
+import re
+import sys
 import tempfile
+import types
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["MODES", "use_saved_runs", "saved_runs", "run_mode", "run_directory", "load_run", "save_run", "atomic_save"]
+__all__ = ["MODES", "use_saved_runs", "saved_runs", "run_mode", "run_directory", "SavedRun", "digest",
+           "atomic_save"]
 
 MODES = ("off", "reuse", "refresh")
 MODE_ENV, DIRECTORY_ENV = "UNET_LESSONS_RUNS", "UNET_LESSONS_RUN_DIR"
-_FORMAT = 1  # bump when what a saved run holds changes; older files are then retrained, not misread
+_FORMAT = 2  # bump when what a saved run holds changes; older files are then retrained, not misread
 _session: dict[str, Optional[str]] = {"mode": None, "directory": None}
 
 
@@ -116,10 +130,227 @@ def describe(obj: Any, *, buffers: bool = True) -> str:
     return ";".join(parts)
 
 
-def _random_states() -> dict:
+# ----- digests: what a value is, or what a function computes -----------------------------------
+_PLAIN = (bool, int, float, complex, str, bytes, type(None), type(Ellipsis))
+_DEEPEST = 60  # object graphs deeper than this are cut (a linked structure, not a setting)
+
+
+def digest(value: Any) -> str:
+    """A sha256 digest of what ``value`` holds or computes, equal from one run of a cell to the next.
+
+    Tensors and arrays count by their bytes; modules by their classes, settings, buffers and
+    parameters; functions by their code, defaults, the values they close over and the globals
+    they read. Functions and classes of this package count by name (its source digest covers
+    them), those of other libraries by name and the library's version.
+    """
+    return _digest(value, set(), 0)
+
+
+def _digest(value: Any, active: set, depth: int) -> str:
+    hasher = hashlib.sha256()
+    _feed(hasher, value, active, depth)
+    return hasher.hexdigest()
+
+
+def _put(hasher, *parts: Any) -> None:
+    for part in parts:
+        hasher.update(str(part).encode() + b"\x1f")
+
+
+def _feed(hasher, value: Any, active: set, depth: int) -> None:
+    """Feed ``value`` into ``hasher``; ``active`` holds the objects being fed, so that a cycle ends."""
+    if isinstance(value, _PLAIN):
+        return _put(hasher, type(value).__name__, repr(value))
+    if isinstance(value, torch.Tensor):
+        return _feed_tensor(hasher, value)
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        _put(hasher, "array", value.dtype.str, value.shape)
+        return hasher.update(memoryview(np.ascontiguousarray(value).reshape(-1).view(np.uint8)))
+    if id(value) in active or depth > _DEEPEST:
+        return _put(hasher, "seen" if id(value) in active else "deep", type(value).__qualname__)
+    active.add(id(value))
+    try:
+        _feed_object(hasher, value, active, depth + 1)
+    finally:
+        active.discard(id(value))
+
+
+def _feed_object(hasher, value: Any, active: set, depth: int) -> None:
+    feed = functools.partial(_feed, hasher, active=active, depth=depth)
+    if isinstance(value, np.ndarray):  # of Python objects
+        _put(hasher, "object array", value.shape), feed(value.tolist())
+    elif isinstance(value, (list, tuple)):
+        _put(hasher, type(value).__name__, len(value))
+        for item in value:
+            feed(item)
+    elif isinstance(value, (set, frozenset, Mapping)):  # equal in any order (a set's order changes with the hash seed)
+        items = value.items() if isinstance(value, Mapping) else ((item, None) for item in value)
+        _put(hasher, type(value).__name__, *sorted(_digest(key, active, depth) + _digest(item, active, depth)
+                                                   for key, item in items))
+    elif isinstance(value, types.ModuleType):
+        _put(hasher, "module", value.__name__, _library(value.__name__))
+    elif isinstance(value, nn.Module):
+        _feed_module(hasher, value, feed)
+    elif isinstance(value, types.FunctionType):
+        _feed_function(hasher, value, feed)
+    elif isinstance(value, (types.MethodType, staticmethod, classmethod)):
+        _put(hasher, type(value).__name__), feed(value.__func__), feed(getattr(value, "__self__", None))
+    elif isinstance(value, functools.partial):
+        _put(hasher, "partial"), feed(value.func), feed(value.args), feed(value.keywords)
+    elif isinstance(value, property):
+        _put(hasher, "property"), feed(value.fget), feed(value.fset), feed(value.fdel)
+    elif isinstance(value, type):
+        _feed_class(hasher, value, feed)
+    elif isinstance(value, torch.Generator):
+        _put(hasher, "torch.Generator"), feed(value.get_state())
+    elif isinstance(value, np.random.Generator):
+        _put(hasher, "numpy.Generator"), feed(value.bit_generator.state)
+    elif isinstance(value, types.CodeType):
+        _feed_code(hasher, value, feed)
+    else:  # any other object: its class, then its attributes, or else its text without memory addresses
+        _feed_class(hasher, type(value), feed)
+        state = getattr(value, "__dict__", None)
+        if isinstance(state, dict):
+            feed(state)
+        else:
+            _put(hasher, re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value)))
+
+
+def _feed_tensor(hasher, tensor: torch.Tensor) -> None:
+    tensor = tensor.detach().as_subclass(torch.Tensor)  # MONAI's MetaTensor: its values only
+    _put(hasher, "tensor", tensor.dtype, tuple(tensor.shape))
+    if tensor.device.type == "meta":
+        return  # no values to read
+    tensor = (tensor.to_dense() if tensor.layout != torch.strided else tensor).cpu().contiguous()
+    hasher.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+
+
+def _feed_module(hasher, module: nn.Module, feed: Callable) -> None:
+    for name, submodule in module.named_modules():
+        _put(hasher, "module", name)
+        feed(type(submodule))
+        feed({k: v for k, v in vars(submodule).items() if not k.startswith("_") and k != "training"})
+        feed(dict(itertools.chain(submodule.named_parameters(recurse=False), submodule.named_buffers(recurse=False))))
+
+
+def _feed_function(hasher, function: types.FunctionType, feed: Callable) -> None:
+    library = _library(function.__module__)
+    if library:
+        return _put(hasher, "function", function.__module__, function.__qualname__, library)
+    feed(function.__code__), feed(function.__defaults__), feed(function.__kwdefaults__)
+    for name, cell in zip(function.__code__.co_freevars, function.__closure__ or ()):
+        try:
+            _put(hasher, "closes over", name), feed(cell.cell_contents)
+        except ValueError:  # a cell not filled yet
+            _put(hasher, "empty")
+    for name in sorted(_names_read(function.__code__)):  # also attribute names: reading more is harmless
+        if name in function.__globals__:
+            _put(hasher, "global", name), feed(function.__globals__[name])
+
+
+def _feed_code(hasher, code: types.CodeType, feed: Callable) -> None:
+    # The bytecode, not the name or line numbers: two lambdas differ by what they compute.
+    _put(hasher, "code", code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount, code.co_names)
+    hasher.update(code.co_code)
+    feed(code.co_consts)
+
+
+def _names_read(code: types.CodeType) -> set[str]:
+    """The names ``code`` and the functions nested in it look up (globals among them)."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names_read(const)
+    return names
+
+
+def _feed_class(hasher, cls: type, feed: Callable) -> None:
+    library = _library(cls.__module__)
+    if library:
+        return _put(hasher, "class", cls.__module__, cls.__qualname__, library)
+    _put(hasher, "class", cls.__qualname__)  # defined in a notebook or a script: its methods count
+    feed(cls.__bases__)
+    feed({k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__", "__module__", "__doc__")})
+
+
+@functools.lru_cache(maxsize=None)
+def _library(module: Optional[str]) -> Optional[str]:
+    """This package, or the library and its version, that ``module`` belongs to; ``None`` for a user's own code."""
+    top = (module or "").partition(".")[0]
+    if top == __name__.partition(".")[0]:
+        return top  # the package source digest covers it
+    if top != "__main__" and (top in sys.stdlib_module_names or top == "builtins"):
+        return f"python {platform.python_version()}"
+    for distribution in _distributions().get(top, ()):
+        return f"{distribution} {importlib.metadata.version(distribution)}"
+    version = getattr(sys.modules.get(top), "__version__", None)
+    return f"{top} {version}" if version else None
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions() -> Mapping[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+def _package_digest() -> str:
+    """A digest of every ``.py`` file of this package: in a working checkout its version number never changes."""
+    root = Path(__file__).resolve().parent
+    hasher = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        _put(hasher, path.relative_to(root).as_posix())
+        hasher.update(path.read_bytes())
+    return hasher.hexdigest()
+
+
+def _weights_digest(model: nn.Module) -> str:
+    hasher = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        _put(hasher, name), _feed_tensor(hasher, tensor)
+    return hasher.hexdigest()
+
+
+# ----- the first batch, taken without advancing anything ------------------------------------------
+class _StartedBatches:
+    """Batches whose first one was drawn to compare it: training starts with that batch and goes on from there."""
+
+    def __init__(self, batches: Iterable, first: Any, stream: Iterator) -> None:
+        self.batches, self._started = batches, [itertools.chain([first], stream)]
+
+    def __iter__(self) -> Iterator:
+        return self._started.pop() if self._started else iter(self.batches)  # later epochs: the source again
+
+
+def _first_batch(batches: Iterable, device_types: set[str]) -> tuple[str, Iterable]:
+    """A digest of the batch training starts with, and the batches to train on, so that nothing moves on.
+
+    A source that can be rewound (``state_dict``/``load_state_dict``) is rewound, with every random
+    state; any other is drawn from as training would draw, and training starts with the batch drawn.
+    """
+    if hasattr(batches, "state_dict") and hasattr(batches, "load_state_dict"):
+        before, states = copy.deepcopy(batches.state_dict()), _random_states(device_types)
+        try:
+            return digest(next(iter(batches), None)), batches
+        finally:
+            batches.load_state_dict(before)
+            _set_random_states(states)
+    stream = iter(batches)
+    try:
+        first = next(stream)
+    except StopIteration:
+        return digest(None), batches  # no batch at all: fit says so when it draws
+    return digest(first), _StartedBatches(batches, first, stream)
+
+
+# ----- random states ---------------------------------------------------------------------------
+def _random_states(device_types: set[str]) -> dict:
     numpy_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": (numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:])}
+    states = {"torch": torch.get_rng_state(), "python": random.getstate(),
+              "numpy": (numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:])}
+    if "cuda" in device_types or torch.cuda.is_initialized():
+        states["cuda"] = list(torch.cuda.get_rng_state_all())
+    if "mps" in device_types:
+        states["mps"] = torch.mps.get_rng_state()
+    return states
 
 
 def _set_random_states(states: dict) -> None:
@@ -127,64 +358,107 @@ def _set_random_states(states: dict) -> None:
     random.setstate((states["python"][0], tuple(states["python"][1]), states["python"][2]))
     kind, keys, *rest = states["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    # A device this machine lacks has no generator to restore (a run saved on a GPU, shown on a laptop).
+    for index, state in enumerate(states.get("cuda", [])[:torch.cuda.device_count()]):
+        torch.cuda.set_rng_state(state, index)
+    if "mps" in states and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(states["mps"])
 
 
-def _expected(model: nn.Module, config, loss_fn: Callable) -> dict:
-    """What must equal between a saved run and the cell for the run to load."""
-    settings = {k: v for k, v in asdict(config).items() if k != "progress"}  # the bar changes no weight
-    weights = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
-    return {"format": _FORMAT, "config": settings, "model": describe(model, buffers=False), "loss": describe(loss_fn),
-            "weights": weights}
+# ----- a run: compared, loaded, saved --------------------------------------------------------
+#: What must equal between a saved run and the cell, and what a difference tells the lecturer.
+_PARTS = {
+    "package": "the package's source files changed (a .py file of unet_lessons was edited)",
+    "model": "the model class or arguments differ",
+    "model code": "the model's code differs (a class defined outside the package changed)",
+    "initial weights": "the initial weights differ: a different seed before the model was built, or a different model",
+    "first batch": "the first batch differs: the data or the sampler changed",
+    "batch source": "the batch source's state differs: another sampler seed, or batches drawn before fit",
+    "loss": "the loss differs: another loss, or other settings, values or code in it",
+    "validation": "the validation function differs: other code, or other values it reads",
+}
 
 
-def _difference(saved: dict, expected: dict) -> Optional[str]:
-    for part, label in (("format", "file format"), ("model", "model class or arguments"), ("loss", "loss"),
-                        ("weights", "weight names and shapes")):
-        if saved.get(part) != expected[part]:
-            return f"its {label} differ"
+def _differences(saved: dict, expected: dict) -> list[str]:
+    if saved.get("format") != expected["format"]:
+        return [f"it was saved in an older file format ({saved.get('format')}, now {expected['format']})"]
+    reasons = [text for part, text in _PARTS.items() if saved.get(part) != expected[part]]
     changed = [f"{k}={saved['config'].get(k)!r} saved, {v!r} now" for k, v in expected["config"].items()
                if saved["config"].get(k) != v]
-    return f"its TrainConfig differs ({'; '.join(changed)})" if changed else None
+    return reasons + ([f"its TrainConfig differs ({'; '.join(changed)})"] if changed else [])
 
 
-def load_run(name: str, model: nn.Module, config, loss_fn: Callable, batches: Any = None) -> Optional[dict]:
-    """In ``reuse`` mode, load the saved run ``name`` into ``model`` and return its history;
-    ``None`` (and a one-line notice saying why) when the cell must train."""
-    if run_mode() != "reuse":
-        return None
-    path = _run_path(name)
-    if not path.exists():
-        print(f"No saved run '{name}' yet: training it.")
-        return None
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        reason = _difference(saved["expected"], _expected(model, config, loss_fn))
-    except Exception as error:  # noqa: BLE001 - any unreadable file is retrained, and said so
-        reason = f"the file cannot be read ({type(error).__name__}: {error})"
-    if reason:
-        print(f"Saved run '{name}' does not fit this cell ({reason}): training it again.")
-        return None
-    device = next(model.parameters()).device
-    model.load_state_dict(saved["state_dict"])
-    model.to(device).eval()
-    _set_random_states(saved["random_states"])
-    if saved["batches_state"] is not None and hasattr(batches, "load_state_dict"):
-        batches.load_state_dict(saved["batches_state"])
-    print(f"Loaded saved run '{name}' (trained in {saved['history']['seconds']:.0f} s); "
-          f"set {MODE_ENV}=refresh to train it again.")
-    return saved["history"]
+class SavedRun:
+    """One named training run of a cell: compared with the run saved under its name, loaded, or saved.
 
+    Made before training: it takes the digests then (see the module's docstring). With no name,
+    or with saved runs off, it takes nothing, changes nothing and does nothing.
 
-def save_run(name: str, model: nn.Module, config, loss_fn: Callable, history: dict, batches: Any = None) -> None:
-    """In ``reuse`` and ``refresh`` mode, save the finished run ``name`` (atomically)."""
-    if run_mode() == "off":
-        return
-    path = _run_path(name)
-    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    batches_state = batches.state_dict() if hasattr(batches, "state_dict") else None
-    atomic_save({"expected": _expected(model, config, loss_fn), "state_dict": state_dict, "history": history,
-                 "random_states": _random_states(), "batches_state": batches_state}, path)
-    print(f"Trained run '{name}' in {history['seconds']:.0f} s and saved it for reuse ({MODE_ENV}=reuse).")
+    Args:
+        name: the run's name, e.g. ``"04-dice"`` (a plain file name), or ``None``.
+        model: the network, already on its device, with its initial weights.
+        config: the :class:`~unet_lessons.train.TrainConfig`.
+        loss_fn: the loss.
+        batches: the batch source training will draw from.
+        val_fn: the validation function, if any.
+
+    Attributes:
+        batches: what to train on: ``batches`` itself, or, when its first batch had to be drawn
+            from a stream that cannot be rewound, that batch followed by the rest of the stream.
+    """
+
+    def __init__(self, name: Optional[str], model: nn.Module, config, loss_fn: Callable, batches: Iterable,
+                 val_fn: Optional[Callable] = None) -> None:
+        self.name, self.model, self.source, self.batches = name, model, batches, batches
+        self.mode = "off" if name is None else run_mode()
+        if self.mode == "off":
+            return
+        self.path = _run_path(name)
+        self.device_types = {tensor.device.type for tensor in itertools.chain(model.parameters(), model.buffers())}
+        state = batches.state_dict() if hasattr(batches, "state_dict") else None
+        self.expected = {"format": _FORMAT, "package": _package_digest(), "model": describe(model, buffers=False),
+                         "model code": digest(list(dict.fromkeys(type(m) for m in model.modules()))),
+                         "initial weights": _weights_digest(model), "batch source": digest(state),
+                         "loss": digest(loss_fn), "validation": digest(val_fn),
+                         "config": {k: v for k, v in asdict(config).items() if k != "progress"}}  # a bar trains nothing
+        self.expected["first batch"], self.batches = _first_batch(batches, self.device_types)
+
+    def load(self) -> Optional[dict]:
+        """In ``reuse`` mode, load the saved run into the model, the random states and the batch source,
+        and return its history; ``None`` (and a line saying why) when the cell must train."""
+        if self.mode != "reuse":
+            return None
+        if not self.path.exists():
+            print(f"No saved run '{self.name}' yet: training it.")
+            return None
+        try:
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+            reasons = _differences(saved["expected"], self.expected)
+        except Exception as error:  # noqa: BLE001 - any unreadable file is retrained, and said so
+            first_line = (str(error).splitlines() or [""])[0]  # torch's refusals run to a page
+            reasons = [f"the file cannot be read ({type(error).__name__}: {first_line})"]
+        if reasons:
+            print(f"Saved run '{self.name}' does not fit this cell ({'; '.join(reasons)}): training it again.")
+            return None
+        # Everything matched; only now is anything loaded.
+        if saved["batches_state"] is not None and hasattr(self.source, "load_state_dict"):
+            self.source.load_state_dict(saved["batches_state"])
+        self.model.load_state_dict(saved["state_dict"])
+        self.model.eval()
+        _set_random_states(saved["random_states"])
+        print(f"Loaded saved run '{self.name}' (trained in {saved['history']['seconds']:.0f} s); "
+              f"set {MODE_ENV}=refresh to train it again.")
+        return saved["history"]
+
+    def save(self, history: dict) -> None:
+        """In ``reuse`` and ``refresh`` mode, save the finished run (atomically)."""
+        if self.mode == "off":
+            return
+        state_dict = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        batches_state = self.source.state_dict() if hasattr(self.source, "state_dict") else None
+        atomic_save({"expected": self.expected, "state_dict": state_dict, "history": history,
+                     "random_states": _random_states(self.device_types), "batches_state": batches_state}, self.path)
+        print(f"Trained run '{self.name}' in {history['seconds']:.0f} s and saved it for reuse ({MODE_ENV}=reuse).")
 
 
 def atomic_save(payload: dict, path: str | os.PathLike) -> Path:

@@ -11,6 +11,7 @@ Built in ``notebooks/02_unet.ipynb``.
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -20,9 +21,9 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 import torch
 import torch.nn as nn
 
-from .models.base import output_loss, unpack_output
+from .models.base import unpack_output
 from .progress import StepProgress
-from .runs import atomic_save, load_run, save_run
+from .runs import SavedRun, atomic_save
 from .targets import check_class_labels, check_region_target
 from .utils import get_device, package_warning
 
@@ -131,10 +132,20 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; the message names the step and the likely cause."""
 
 
-def non_finite_message(step: int, loss: torch.Tensor, x: torch.Tensor, y: torch.Tensor, model: nn.Module,
+def non_finite_message(step: int, segmentation_loss: torch.Tensor, aux_loss: Optional[torch.Tensor],
+                       loss_fn: Callable, x: torch.Tensor, y: torch.Tensor, model: nn.Module,
                        config: "TrainConfig") -> str:
-    """Why the loss of ``step`` is not finite: bad inputs, weights that diverged, or an empty target."""
-    where = f"Training stopped at step {step}: the loss is {loss.item()}."
+    """Why the loss of ``step`` is not finite: which term went non-finite (the segmentation loss, or the
+    model's auxiliary loss), and whether bad inputs, weights that diverged or the term itself are to blame."""
+    loss_name = getattr(getattr(loss_fn, "func", loss_fn), "__qualname__", type(loss_fn).__name__)  # partial: its func
+    segmentation = f"the segmentation loss ({loss_name})"
+    auxiliary = "the model's auxiliary loss (aux_loss, e.g. the VAE's KL and reconstruction terms)"
+    terms = {segmentation: segmentation_loss, auxiliary: aux_loss}
+    values = {term: torch.as_tensor(value).detach() for term, value in terms.items() if value is not None}
+    bad = {term: value.item() for term, value in values.items() if not bool(torch.isfinite(value).all())}
+    where = f"Training stopped at step {step}: " + (
+        " and ".join(f"{term} is {value}" for term, value in bad.items()) + "." if bad else
+        f"{segmentation} and {auxiliary} are each finite, but their sum overflowed.")
     bad_inputs = int((~torch.isfinite(x)).sum()) if x.is_floating_point() else 0
     if bad_inputs:
         return (f"{where} The input batch holds NaN or inf in {bad_inputs} of its {x.numel()} values: clean or "
@@ -142,6 +153,10 @@ def non_finite_message(step: int, loss: torch.Tensor, x: torch.Tensor, y: torch.
     if any(not bool(torch.isfinite(p).all()) for p in model.parameters()):
         return (f"{where} The weights became NaN or inf in an earlier update: the learning rate "
                 f"(lr={config.lr}) is too high for this model and loss. Try one ten times smaller, or set grad_clip.")
+    if bad and segmentation not in bad:
+        return (f"{where} The inputs and weights are finite, so the model's auxiliary term itself overflowed "
+                f"(in a VAE, a log-variance grown so large that its exponential is inf): a learning rate too high "
+                f"(lr={config.lr}) or too large a weight on the auxiliary loss. Try a smaller one, or set grad_clip.")
     empty = "" if y.is_floating_point() or bool((y > 0).any()) else (
         " This batch's target holds no foreground at all; a loss that divides by the foreground size "
         "(a Dice without smoothing) is undefined there.")
@@ -184,10 +199,12 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
         model: the network; moved to the chosen device. Its output may be any kind of the
             model contract (``unet_lessons.models.base``): logits, deep-supervision heads, or a dict.
         batches: an iterable of ``(image, target)`` pairs or of dicts ``{"image": x, "label": y, ...}``
-            (MONAI's keys; the other fields reach the model as keyword arguments): an endless
+            (MONAI's keys; the other fields that ``model.forward`` accepts, such as ``domain``, reach it as
+            keyword arguments, and the rest, such as ``image_meta_dict``, are left out): an endless
             one such as a ``PatchSampler``, or a finite ``DataLoader``, started again when it runs out.
         loss_fn: ``loss_fn(logits, target) -> scalar``; under deep supervision it receives the
-            list of heads (see ``DeepSupervisionLoss``); a model's auxiliary loss is added to it.
+            list of heads (see ``DeepSupervisionLoss``); a model's auxiliary loss is added to it. A
+            loss that is a module moves to the model's device (with its class weights).
         config: the :class:`TrainConfig`.
         val_fn: optional ``val_fn(model) -> {name: value}``, run every ``config.eval_every``
             steps and at the end, with the model in ``eval`` mode.
@@ -199,14 +216,19 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
         "seconds": float}``.
 
     Raises:
-        NonFiniteLossError: at the first NaN or infinite loss, naming the step and the likely cause.
+        NonFiniteLossError: at the first NaN or infinite loss, naming the step, the term that went
+            non-finite (the segmentation loss or the model's auxiliary loss) and the likely cause.
     """
     if not isinstance(config.steps, int) or config.steps < 1:
         raise ValueError(f"TrainConfig.steps must be a whole number of at least 1; got {config.steps!r}.")
     device = torch.device(config.device) if config.device else get_device()
     model.to(device)
-    if run is not None and (saved := load_run(run, model, config, loss_fn, batches)) is not None:
-        return saved
+    if isinstance(loss_fn, nn.Module):
+        loss_fn.to(device)  # its class weights must sit beside the logits
+    saved_run = SavedRun(run, model, config, loss_fn, batches, val_fn)  # nothing happens unless run= and saved runs on
+    if (saved_history := saved_run.load()) is not None:
+        return saved_history
+    batches = saved_run.batches  # the same batches (a stream whose first batch it drew to compare starts with it)
     optimizer, history = _optimizer(model, config), {"step": [], "loss": [], "lr": [], "val_step": []}
     scheduler = _schedule(optimizer, config)
     stream: Iterator = iter(batches)
@@ -214,14 +236,16 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
     progress = StepProgress(config.steps, enabled=config.progress, label=run)
     for step in range(1, config.steps + 1):
         stream, batch = _next_batch(stream, batches)
-        x, y, extra = _unpack_batch(batch, device)
+        x, y, extra = _unpack_batch(batch, device, model)
         model.train()
-        output = model(x, **extra)
-        check_labels(unpack_output(output).logits, y, ignore_index=getattr(loss_fn, "ignore_index", None))
-        loss, logits = output_loss(output, y, loss_fn)
+        output = unpack_output(model(x, **extra))  # the logits, the heads the loss sees, an auxiliary loss
+        check_labels(output.logits, y, ignore_index=getattr(loss_fn, "ignore_index", None))
+        segmentation_loss = loss_fn(output.heads, y)
+        loss = segmentation_loss if output.aux_loss is None else segmentation_loss + output.aux_loss
         if not torch.isfinite(loss):
             progress.finish(step, None, note=": stopped, the loss is not finite")
-            raise NonFiniteLossError(non_finite_message(step, loss, x, y, model, config))
+            raise NonFiniteLossError(non_finite_message(step, segmentation_loss, output.aux_loss, loss_fn, x, y,
+                                                        model, config))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
@@ -233,7 +257,7 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
         scheduler.step()
         if config.collapse_check and step > config.steps // 4:
             # Three collapsed batches in a row past the first quarter is no longer a warm-up blip.
-            message = collapse_message(predicted_map(logits.detach(), y), y)
+            message = collapse_message(predicted_map(output.logits.detach(), y), y)
             collapsed_checks = collapsed_checks + 1 if message else 0
             if collapsed_checks >= 3 and not warned:
                 package_warning(message, PredictionCollapseWarning, source="unet_lessons.train")
@@ -251,8 +275,7 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
     progress.finish(step, history["loss"][-1], note=" (stopped at max_seconds)" if step < config.steps else "")
     model.eval()
     history["seconds"] = time.perf_counter() - start
-    if run is not None:
-        save_run(run, model, config, loss_fn, history, batches)
+    saved_run.save(history)
     return history
 
 
@@ -268,18 +291,37 @@ def _next_batch(stream: Iterator, batches: Iterable) -> tuple[Iterator, Any]:
             raise ValueError("the batches iterable gave no batch; pass a non-empty DataLoader or sampler.") from None
 
 
-def _unpack_batch(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """``(image, target)`` or ``{"image": x, "label": y, **extra}`` -> x, y and the extra model inputs, on ``device``."""
+def _unpack_batch(batch: Any, device: torch.device, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """``(image, target)`` or ``{"image": x, "label": y, **extra}`` -> x, y and the extra fields ``model``
+    takes (see :func:`_accepted_inputs`), on ``device``."""
     if isinstance(batch, Mapping):
         if "image" not in batch or "label" not in batch:
             raise ValueError(f"a dict batch needs the keys 'image' and 'label' (MONAI's names); got {sorted(batch)}.")
-        extra = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
-                 if k not in ("image", "label")}
+        accepted = _accepted_inputs(model, [k for k in batch if k not in ("image", "label")])
+        extra = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items() if k in accepted}
         return batch["image"].to(device), batch["label"].to(device), extra
     if isinstance(batch, (list, tuple)) and len(batch) == 2:
         return batch[0].to(device), batch[1].to(device), {}
     raise ValueError(f"a batch must be (image, target) or a dict with 'image' and 'label'; got "
                      f"{type(batch).__name__}{f' of length {len(batch)}' if isinstance(batch, (list, tuple)) else ''}.")
+
+
+def _accepted_inputs(model: nn.Module, fields: list[str]) -> set[str]:
+    """The batch fields that ``model.forward`` takes by name (all, if it takes ``**kwargs``).
+
+    A MONAI batch carries metadata (``image_meta_dict``) that no network takes: passing it would
+    raise a ``TypeError``, while a multi-domain network must still receive ``domain``.
+    """
+    if not fields:
+        return set()
+    try:
+        parameters = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):  # a forward Python cannot read the signature of: give it every field
+        return set(fields)
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return set(fields)
+    by_name = {p.name for p in parameters[1:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}  # [0]: the image
+    return by_name & set(fields)
 
 
 @torch.no_grad()

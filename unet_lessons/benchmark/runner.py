@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from ..runs import load_run, run_directory, save_run, saved_runs
+from ..runs import SavedRun, run_directory, saved_runs
 from ..train import PredictionCollapseWarning, fit
 from .declare import Arm, Benchmark, item_values, load_parent_weights
 from .resolve import LOSS_RTOL, SCORE_ATOL, arm_stamps, weights_digest
@@ -76,17 +76,18 @@ class _Units:
             load_parent_weights(model, self.parent_state(arm.parent, seed), arm=arm.name, parent=arm.parent)
         name = run_name(self.benchmark.lesson, arm, seed, self.stamps[arm.name], model)
         with contextlib.redirect_stdout(io.StringIO()):  # the progress bar says it; the run's own notices would break it
-            history = load_run(name, model, config, loss, batches)
+            saved_run = SavedRun(name, model, config, loss, batches)  # before training: initial weights, first batch
+            history = saved_run.load()
         loaded = history is not None
         if not loaded:
             # fit(run=...) would save before the collapse flag is known; save after, with the flag in the history,
             # so that a re-scored run still reports a collapse that happened when it was trained.
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", PredictionCollapseWarning)
-                history = fit(model, batches, loss, config)
+                history = fit(model, saved_run.batches, loss, config)
             history["collapsed"] = any(issubclass(w.category, PredictionCollapseWarning) for w in caught)
             with contextlib.redirect_stdout(io.StringIO()):
-                save_run(name, model, config, loss, history, batches)
+                saved_run.save(history)
         if arm.name in self.parents:
             self.states[arm.name, seed] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return model, history, config, loaded

@@ -8,7 +8,15 @@ never showed, compares each result with the reference solution kept here, and re
 * right on every case: one line saying so and on how many cases;
 * not written yet (the stub still raises ``NotImplementedError``): what to do;
 * wrong or raising: which case failed, the kind of value expected (type, length, shape,
-  keys) against the kind received, and a hint; never the expected value itself.
+  dtype, keys) against the kind received, and a hint; never the expected value itself;
+* right values, but the student's function changed its inputs in place: which input, and to
+  work on a copy.
+
+The reference runs first, on its own copy of each case; the student's function then runs on
+another copy, which is compared with the case afterwards. A tensor must have the reference's
+dtype (float regions do not answer a task that asks for bool). An answer that is one number
+too large or too small is told which, except where the exercise has one fixed answer (no
+arguments): there the direction would let a student find it by bisection.
 
 The references live in the package, one module per lesson (``lesson01`` …), so that the
 exercises work wherever the package is installed; ``notebooks/solutions/`` keeps the worked
@@ -23,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -84,9 +93,13 @@ def exercise_names(lesson: Optional[str] = None) -> list[str]:
 
 # ----- comparing and describing values -------------------------------------------------------
 def same(answer: Any, expected: Any, *, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
-    """Equal in kind and value; floats and tensors to ``rtol``/``atol``, containers element by element."""
+    """Equal in kind and value; floats and tensors to ``rtol``/``atol``, containers element by element.
+
+    Tensors must also agree in dtype: ``torch.allclose`` on both cast to double would let a float
+    answer pass a task that asks for bool, or a float32 one a task that asks for float64.
+    """
     if isinstance(expected, torch.Tensor):
-        return (isinstance(answer, torch.Tensor) and answer.shape == expected.shape
+        return (isinstance(answer, torch.Tensor) and answer.shape == expected.shape and answer.dtype == expected.dtype
                 and bool(torch.allclose(answer.detach().double().cpu(), expected.detach().double().cpu(),
                                         rtol=rtol, atol=atol)))
     if isinstance(expected, bool) or isinstance(answer, bool):
@@ -140,6 +153,8 @@ def _call_text(name: str, case: dict) -> str:
     def short(v: Any) -> str:
         if isinstance(v, torch.Tensor):
             return f"<tensor {tuple(v.shape)}>"
+        if isinstance(v, np.ndarray):
+            return f"<array {v.shape}>"
         if isinstance(v, torch.nn.Module):
             return f"<{type(v).__name__}>"
         return repr(v)
@@ -147,8 +162,11 @@ def _call_text(name: str, case: dict) -> str:
     return f"{name}({', '.join(f'{k}={short(v)}' for k, v in case.items())})"
 
 
-def _difference(answer: Any, expected: Any) -> str:
-    """How a right-kind answer differs, without revealing the expected value."""
+def _difference(answer: Any, expected: Any, *, direction: bool = True) -> str:
+    """How a right-kind answer differs, without revealing the expected value.
+
+    ``direction=False`` leaves out "too large" / "too small", for an exercise with one fixed answer.
+    """
     if isinstance(expected, torch.Tensor) and isinstance(answer, torch.Tensor) and answer.shape == expected.shape:
         gap = (answer.detach().double().cpu() - expected.detach().double().cpu()).abs()
         return f"the values differ by up to {gap.max().item():.3g} ({(gap > 1e-5).double().mean().item():.0%} of the entries)"
@@ -162,9 +180,48 @@ def _difference(answer: Any, expected: Any) -> str:
     if isinstance(expected, (list, tuple)) and isinstance(answer, (list, tuple)) and len(answer) == len(expected):
         wrong = [i for i, (a, e) in enumerate(zip(answer, expected)) if not same(a, e)]
         return f"items {wrong[:6]}{' ...' if len(wrong) > 6 else ''} (counting from 0) differ"
-    if isinstance(expected, (int, float)) and isinstance(answer, (int, float)) and not isinstance(expected, bool):
+    if (direction and isinstance(expected, (int, float)) and isinstance(answer, (int, float))
+            and not isinstance(expected, bool)):
         return f"your value is too {'large' if answer > expected else 'small'}"
     return "the value differs"
+
+
+def _unchanged(before: Any, after: Any) -> bool:
+    """``after`` still holds what ``before`` held: tensors and arrays value for value (NaN equal to NaN),
+    modules weight for weight, containers item by item, anything else by ``==``."""
+    if isinstance(before, torch.Tensor):
+        if not (isinstance(after, torch.Tensor) and after.shape == before.shape and after.dtype == before.dtype):
+            return False
+        equal = before == after
+        if before.is_floating_point() or before.is_complex():
+            equal |= before.isnan() & after.isnan()
+        return bool(equal.all())
+    if isinstance(before, np.ndarray):
+        return (isinstance(after, np.ndarray) and after.shape == before.shape and after.dtype == before.dtype
+                and bool(np.array_equal(before, after, equal_nan=before.dtype.kind in "fc")))
+    if isinstance(before, torch.nn.Module):
+        a, b = before.state_dict(), after.state_dict()
+        return a.keys() == b.keys() and all(_unchanged(a[k], b[k]) for k in a)
+    if isinstance(before, dict):
+        return isinstance(after, dict) and before.keys() == after.keys() and all(_unchanged(before[k], after[k])
+                                                                                for k in before)
+    if isinstance(before, (list, tuple)):
+        return (isinstance(after, type(before)) and len(after) == len(before)
+                and all(_unchanged(b, a) for b, a in zip(before, after)))
+    try:
+        return bool(before == after)
+    except Exception:  # an object that cannot compare itself: assume it was left alone
+        return True
+
+
+def _copy_advice(argument: str, value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{argument}.clone()"
+    if isinstance(value, np.ndarray):
+        return f"{argument}.copy()"
+    if isinstance(value, torch.nn.Module):
+        return f"copy.deepcopy({argument}), or leave its weights alone"
+    return f"copy.deepcopy({argument})"
 
 
 # ----- the checker -----------------------------------------------------------------------------
@@ -206,10 +263,14 @@ def check_exercise(name: str, answer: Any) -> ExerciseResult:
         raise TypeError(f"check_exercise({name!r}, ...) takes your function itself, not its result: "
                         f"pass the name without brackets. {exercise.task}")
     cases = exercise.fresh_cases()
+    direction = not all(not case for case in cases)  # no "too large" where the answer is one fixed value
     for number, case in enumerate(cases, start=1):
         where = f"case {number} of {len(cases)}, {_call_text(getattr(answer, '__name__', 'answer'), case)}"
+        # Each side gets its own copy, the reference first, so that neither sees what the other did to its inputs.
+        expected = exercise.reference(**copy.deepcopy(case))
+        given = copy.deepcopy(case)
         try:
-            got = answer(**case)
+            got = answer(**given)
         except NotImplementedError:
             return ExerciseResult(name, False, False, f"{name}: not attempted yet. Replace `raise NotImplementedError` "
                                                       "with your code and run the cell again.")
@@ -217,12 +278,19 @@ def check_exercise(name: str, answer: Any) -> ExerciseResult:
             first = str(error).split("\n")[0][:200]
             return ExerciseResult(name, False, True, f"{name}: your function raised {type(error).__name__} "
                                                      f"({first}) on {where}.\nHint: {exercise.hint}")
-        expected = exercise.reference(**case)
+        changed = [argument for argument, value in case.items() if not _unchanged(value, given[argument])]
+        if changed:
+            advice = ", ".join(_copy_advice(argument, case[argument]) for argument in changed)
+            inputs = ", ".join(f"`{argument}`" for argument in changed)
+            plural = "s" if len(changed) > 1 else ""
+            return ExerciseResult(name, False, True, f"{name}: your function changed its input{plural} {inputs} in "
+                                                     f"place on {where}; the caller's data must stay as it was. "
+                                                     f"Work on a copy ({advice}) and return that.\nHint: {exercise.hint}")
         if exercise.compare(got, expected):
             continue
         kind, expected_kind = describe(got), describe(expected)
         detail = (f"expected {expected_kind}; got {kind}." if kind != expected_kind
-                  else f"got the right kind ({kind}), but {_difference(got, expected)}.")
+                  else f"got the right kind ({kind}), but {_difference(got, expected, direction=direction)}.")
         return ExerciseResult(name, False, True, f"{name}: not yet right on {where}: {detail}\nHint: {exercise.hint}")
     on = "the one case" if len(cases) == 1 else f"all {len(cases)} cases"
     return ExerciseResult(name, True, True, f"{name}: correct on {on}.")

@@ -8,6 +8,7 @@
 * :mod:`.deep_supervision`: the mean of one loss per decoder head (UNet++).
 * :mod:`.weight_map`: the U-Net paper's border weight map and weighted cross-entropy
   (Ronneberger et al. 2015, Section 3).
+* :mod:`.finite`: the check each of them makes first, that the logits hold no NaN or inf.
 
 Conventions: networks output logits ``(B, C, *S)``; class targets are int64 indices
 ``(B, *S)`` or ``(B, 1, *S)``, region targets binary ``(B, R, *S)``; one code path for 2D and 3D.
@@ -15,9 +16,10 @@ Conventions: networks output logits ``(B, C, *S)``; class targets are int64 indi
 
 from .deep_supervision import DeepSupervisionLoss, deep_supervision_loss
 from .dice import DiceCELoss, SoftDiceLoss, one_hot, soft_dice_terms, vnet_dice_gradient
+from .finite import NonFiniteLogitsWarning
 from .regions import RegionDiceBCELoss, RegionDiceLoss
 from .weight_map import unet_weight_map, weighted_cross_entropy
 
 __all__ = ["one_hot", "soft_dice_terms", "SoftDiceLoss", "vnet_dice_gradient", "DiceCELoss", "RegionDiceLoss",
            "RegionDiceBCELoss", "unet_weight_map", "weighted_cross_entropy", "DeepSupervisionLoss",
-           "deep_supervision_loss"]
+           "deep_supervision_loss", "NonFiniteLogitsWarning"]

@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..targets import check_class_labels
+from .finite import check_finite_logits
 
 __all__ = ["one_hot", "SoftDiceLoss", "vnet_dice_gradient", "DiceCELoss", "soft_dice_terms"]
 
@@ -96,10 +97,11 @@ def one_hot(target: torch.Tensor, num_classes: int, *, spatial_dims: Optional[in
 
 
 def _check_prediction(input: torch.Tensor, target: torch.Tensor, *, softmax: bool,
-                      ignore_index: Optional[int] = None) -> torch.Tensor:
+                      ignore_index: Optional[int] = None, loss: str = "SoftDiceLoss") -> torch.Tensor:
     """Validate logits/probabilities against the target; return the target as (B, *S) int64.
 
-    Voxels labelled ``ignore_index`` are returned as class 0; the caller masks them out.
+    Voxels labelled ``ignore_index`` are returned as class 0; the caller masks them out. ``loss``
+    names the loss in the message about NaN or inf values.
     """
     if input.ndim < 3 or not input.is_floating_point():
         raise ValueError(f"input must be float logits or probabilities (B, C, *S); got {input.dtype} "
@@ -121,14 +123,13 @@ def _check_prediction(input: torch.Tensor, target: torch.Tensor, *, softmax: boo
     if ignore_index is not None:
         labels = labels.masked_fill(labels == ignore_index, 0)
     labels = _as_class_indices(labels, num_classes)
+    # Probabilities (softmax=False) are refused even in a training step, as they always were.
+    check_finite_logits(input, loss, what="logits" if softmax else "probabilities", always_raise=not softmax)
     if not softmax:
         # The target is one-hot over all C channels (background included, even if it is later
         # dropped), so true probabilities sum to 1 over the channels. Multi-label (sigmoid)
         # outputs, whose channels overlap, do not fit this loss and are refused here.
         with torch.no_grad():
-            if not bool(torch.isfinite(input).all()):
-                raise ValueError("softmax=False expects probabilities, but the input holds NaN or inf values; "
-                                 "check the network output (a diverged training gives NaN) before the loss.")
             low, high = float(input.min()), float(input.max())
             sums = input.sum(dim=1)
             worst = float((sums - 1).abs().max())
@@ -242,7 +243,10 @@ class SoftDiceLoss(nn.Module):
         self.register_buffer("class_weight", class_weight)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        labels = _check_prediction(input, target, softmax=self.softmax, ignore_index=self.ignore_index)
+        return self._loss(input, target, type(self).__name__)
+
+    def _loss(self, input: torch.Tensor, target: torch.Tensor, name: str) -> torch.Tensor:
+        labels = _check_prediction(input, target, softmax=self.softmax, ignore_index=self.ignore_index, loss=name)
         num_classes = input.shape[1]
         probs = torch.softmax(input, dim=1) if self.softmax else input  # (B, C, *S)
         truth = F.one_hot(labels, num_classes).movedim(-1, 1).to(probs.dtype)  # (B, C, *S)
@@ -360,7 +364,7 @@ class DiceCELoss(nn.Module):
         self.label_smoothing = float(label_smoothing)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        dice = self.dice(input, target)  # validates input and target
+        dice = self.dice._loss(input, target, type(self).__name__)  # validates input and target
         labels = _squeeze_channel(target, input.ndim - 2).long()  # (B, *S)
         weight = None if self.ce_weight is None else self.ce_weight.to(input)
         ce = F.cross_entropy(input, labels, weight=weight, reduction=self.reduction,

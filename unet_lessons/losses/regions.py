@@ -22,12 +22,13 @@ import torch.nn.functional as F
 
 from ..targets import check_region_target
 from .dice import soft_dice_terms
+from .finite import check_finite_logits
 
 __all__ = ["RegionDiceLoss", "RegionDiceBCELoss"]
 
 
 def _check_region_pair(input: torch.Tensor, target: torch.Tensor, nested: bool,
-                       names: Optional[Sequence[str]]) -> torch.Tensor:
+                       names: Optional[Sequence[str]], loss: str) -> torch.Tensor:
     if input.ndim < 3 or not input.is_floating_point():
         raise ValueError(f"input must be float logits (B, R, *S), one channel per region; got {input.dtype} "
                          f"of shape {tuple(input.shape)}.")
@@ -37,6 +38,7 @@ def _check_region_pair(input: torch.Tensor, target: torch.Tensor, nested: bool,
         raise ValueError(f"prediction {tuple(input.shape)} and region target {tuple(target.shape)} must have the "
                          f"same shape (B, R, *S).{hint}")
     check_region_target(target, num_regions=input.shape[1], nested=nested, names=names)
+    check_finite_logits(input, loss)
     return target.to(input.dtype)
 
 
@@ -65,7 +67,10 @@ class RegionDiceLoss(nn.Module):
         self.names = tuple(names) if names is not None else None
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        truth = _check_region_pair(input, target, self.nested, self.names)
+        return self._loss(input, target, type(self).__name__)
+
+    def _loss(self, input: torch.Tensor, target: torch.Tensor, name: str) -> torch.Tensor:
+        truth = _check_region_pair(input, target, self.nested, self.names, name)
         return soft_dice_terms(torch.sigmoid(input), truth, batch=self.batch, squared_pred=self.squared_pred,
                                smooth_nr=self.smooth_nr, smooth_dr=self.smooth_dr).mean()
 
@@ -90,6 +95,6 @@ class RegionDiceBCELoss(nn.Module):
         self.lambda_dice, self.lambda_bce = float(lambda_dice), float(lambda_bce)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        dice = self.dice(input, target)  # validates the pair
+        dice = self.dice._loss(input, target, type(self).__name__)  # validates the pair
         bce = F.binary_cross_entropy_with_logits(input, target.to(input.dtype))
         return self.lambda_dice * dice + self.lambda_bce * bce

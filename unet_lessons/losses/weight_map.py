@@ -115,7 +115,7 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor,
     Shape:
         logits (B, C, *S), target (B, *S), weight_map (B, *S) -> scalar.
     """
-    labels = _check_prediction(logits, target, softmax=True)  # (B, *S)
+    labels = _check_prediction(logits, target, softmax=True, loss="weighted_cross_entropy")  # (B, *S)
     weights = torch.as_tensor(weight_map, dtype=logits.dtype, device=logits.device)
     if weights.ndim == labels.ndim + 1 and weights.shape[1] == 1:
         weights = weights[:, 0]

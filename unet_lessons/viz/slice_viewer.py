@@ -8,6 +8,13 @@ the widget is public, so tests can reproduce any frame pixel for pixel.
 
 Without a live kernel (nbval, an HTML export, GitHub) the viewer shows a static montage of
 evenly spaced slices instead, through its rich display. Built in ``notebooks/03_unet3d.ipynb``.
+
+Volumes with NaN or inf: a channel without a single finite voxel, or a label or prediction
+holding any, is refused with a ``ValueError`` that says where such values come from and what to
+do. A channel with some is shown: its grey window comes from the finite voxels, the others are
+painted in :data:`MISSING_COLOUR` (named in the montage legend and the readout), and a
+:class:`NonFiniteVoxelsWarning` says how many there are, since NaN outside the body is common in
+preprocessed scans but NaN inside it means a broken resampling or normalisation.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["SliceViewer", "CLASS_COLOURS", "ERROR_COLOURS"]
+from ..utils import package_warning
+
+__all__ = ["SliceViewer", "CLASS_COLOURS", "ERROR_COLOURS", "MISSING_COLOUR", "NonFiniteVoxelsWarning"]
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
@@ -34,13 +43,27 @@ CLASS_COLOURS = np.array([(255, 196, 0), (230, 25, 75), (60, 180, 75), (0, 130, 
 #: deficiencies (red-green confusion leaves magenta and cyan distinct) and from the class colours.
 ERROR_COLOURS = {"false positive": np.array((255, 0, 255), np.float32),
                  "false negative": np.array((0, 255, 255), np.float32)}
+#: Voxels of the image without a value (NaN or inf): pure blue, which no grey level, class or error colour is near.
+MISSING_COLOUR = np.array((0, 0, 255), np.float32)
 _SEPARATOR = 4  # pixels of white between panels
 #: The static montage (what an HTML export, GitHub or a printout shows) stays within this height.
 MONTAGE_MAX_HEIGHT = 900
 
 
+class NonFiniteVoxelsWarning(RuntimeWarning):
+    """The image holds some NaN or inf voxels; the viewer draws them in :data:`MISSING_COLOUR`."""
+
+
 def _as_numpy(array: ArrayLike) -> np.ndarray:
     return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+
+
+def _non_finite(values: np.ndarray) -> tuple[int, int]:
+    """(NaN or inf values, of which NaN); (0, 0) for integer and bool arrays."""
+    if not np.issubdtype(values.dtype, np.floating):
+        return 0, 0
+    finite = np.isfinite(values)
+    return int(values.size - np.count_nonzero(finite)), int(np.count_nonzero(np.isnan(values)))
 
 
 class SliceViewer:
@@ -85,6 +108,7 @@ class SliceViewer:
             raise ValueError(f"image must be a (D, H, W) or (C, D, H, W) volume; got shape {volume.shape}. "
                              "For a 2D image use show_segmentation; for a batch, pick one volume, e.g. image[0].")
         self.image, self.shape = volume, volume.shape[1:]
+        self.missing = self._check_finite(volume, channel_names)  # NaN or inf voxels per channel
         self.region_names = list(region_names) if region_names is not None else None
         self.label = None if label is None else self._class_map(label, "label")
         maps = dict(predictions or {})
@@ -103,13 +127,45 @@ class SliceViewer:
         if not 0 <= channel < len(volume):
             raise ValueError(f"channel {channel} does not exist; the image has channels 0..{len(volume) - 1}.")
         self.channel = int(channel)
-        # A fixed grey window per channel, from the whole volume, so that slices are comparable.
-        self.windows = [tuple(np.percentile(channel, (1, 99))) for channel in volume]
+        # A fixed grey window per channel, from the whole volume (its finite voxels), so that slices are comparable.
+        self.windows = [tuple(np.percentile(channel if not missing else channel[np.isfinite(channel)], (1, 99)))
+                        for channel, missing in zip(volume, self.missing)]
         self._widget: Optional[widgets.Widget] = None
+
+    @staticmethod
+    def _check_finite(volume: np.ndarray, channel_names: Optional[Sequence[str]]) -> list[int]:
+        """Refuse a channel without a finite voxel; warn about some; return the NaN or inf count per channel."""
+        missing = []
+        for c, channel in enumerate(volume):
+            bad, nan = _non_finite(channel)
+            named = f"image channel {c}" + (f" ({channel_names[c]})" if c < len(channel_names or ()) else "")
+            if bad == channel.size:
+                raise ValueError(
+                    f"{named} holds no finite value: all {bad} voxels are NaN or inf ({nan} NaN), so there is "
+                    "nothing to draw. A whole volume of NaN usually comes from dividing by a zero standard deviation "
+                    "(an empty or constant scan) or from a failed load or resampling: check the volume before "
+                    "viewing it (np.isfinite(image).all()), or leave that channel out.")
+            if bad:
+                package_warning(
+                    f"{named} holds {bad} NaN or inf voxels of {channel.size} ({bad / channel.size:.1%}); they are "
+                    "drawn in blue, and the grey window comes from the finite voxels. If they are background "
+                    "outside the body, replace them (np.nan_to_num(image, nan=0.0)); if they lie inside it, the "
+                    "resampling or the normalisation went wrong.", NonFiniteVoxelsWarning,
+                    source="unet_lessons.viz.slice_viewer")
+            missing.append(bad)
+        return missing
 
     def _class_map(self, array: ArrayLike, name: str) -> np.ndarray:
         """A class map (D, H, W) int64, or with ``region_names`` a region map (R, D, H, W) bool."""
         values = _as_numpy(array)
+        bad, nan = _non_finite(values)
+        if bad:
+            everywhere = "every one of its" if bad == values.size else f"{bad} of its"
+            raise ValueError(
+                f"{name} holds NaN or inf in {everywhere} {values.size} voxels ({nan} NaN); a class or region map "
+                "needs a class at every voxel. If NaN marks unlabelled voxels, map them to the background first "
+                "(np.nan_to_num(label, nan=0)); if it is a network's output, compute it from finite logits "
+                "(argmax over the channels, or logits > 0 for regions).")
         if self.region_names is not None:
             expected = (len(self.region_names), *self.shape)
             if values.shape != expected:
@@ -184,8 +240,14 @@ class SliceViewer:
         rows, cols = self._scale(a)
         enlarge = lambda s: np.repeat(np.repeat(s, rows, axis=0), cols, axis=1)  # noqa: E731
         low, high = self.windows[channel]
-        grey = np.clip((np.take(self.image[channel], index, axis=a) - low) / max(high - low, 1e-6), 0, 1)
+        cut = np.take(self.image[channel], index, axis=a)
+        missing = ~np.isfinite(cut) if self.missing[channel] else None
+        if missing is not None:
+            cut = np.where(missing, low, cut)
+        grey = np.clip((cut - low) / max(high - low, 1e-6), 0, 1)
         grey = np.repeat(enlarge(grey)[..., None] * 255.0, 3, axis=2)  # (h, w, 3)
+        if missing is not None:
+            grey[enlarge(missing)] = MISSING_COLOUR
         regions = self.region_names is not None
         label_slice = None if self.label is None else self._foreground(self.label, index, a, regions)
         frames = []
@@ -240,6 +302,9 @@ class SliceViewer:
         a = AXES[axis]
         index = self.shape[a] // 2 if index is None else int(index)
         parts = [f"{axis} {index}/{self.shape[a] - 1}", self.channel_names[channel]]
+        if self.missing[channel]:
+            missing = int(np.count_nonzero(~np.isfinite(np.take(self.image[channel], index, axis=a))))
+            parts.append(f"no value (NaN or inf, blue): {missing} vx")
         for name, volume in self._panels():
             if volume is None:
                 continue
@@ -270,7 +335,7 @@ class SliceViewer:
         heading = " · ".join(part for part in (self.title, f"channel: {self.channel_names[state['channel']]}"
                                                                 if len(self.image) > 1 else None) if part)
         top = line * (2 if heading else 1)               # the title and the panel names
-        items = self._legend(errors)
+        items = self._legend(errors, missing=bool(self.missing[state["channel"]]))
         indices = self._montage_slices(AXES[axis], count)
         room = max_height - top - gap - 2 * line - (count - 1) * _SEPARATOR  # assume two legend lines
         saved_size, self.display_size = self.display_size, max(1, min(self.display_size, room // count))
@@ -341,8 +406,9 @@ class SliceViewer:
                     else np.linspace(first, last, count).round().astype(int)
         return np.linspace(first, last, count + 2).round().astype(int)[1:-1]
 
-    def _legend(self, errors: bool) -> list[tuple[str, np.ndarray, bool]]:
-        """(text, colour, filled) for every outline colour the montage can show, then the error colours."""
+    def _legend(self, errors: bool, missing: bool = False) -> list[tuple[str, np.ndarray, bool]]:
+        """(text, colour, filled) for every outline colour the montage can show, then the error colours, then the
+        colour of voxels without a value when the channel shown has any."""
         if self.region_names is not None:
             items = [(f"{name} (outline)", CLASS_COLOURS[r % len(CLASS_COLOURS)], False)
                      for r, name in enumerate(self.region_names)]
@@ -354,6 +420,8 @@ class SliceViewer:
                       CLASS_COLOURS[(c - 1) % len(CLASS_COLOURS)], False) for c in present]
         if errors:
             items += [(f"{kind} (fill)", colour, True) for kind, colour in ERROR_COLOURS.items()]
+        if missing:
+            items.append(("no value: NaN or inf (fill)", MISSING_COLOUR, True))
         return items
 
     # ----- the widget -------------------------------------------------------------------------
