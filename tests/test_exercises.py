@@ -101,7 +101,7 @@ def test_same_and_describe():
     assert not same({"a": 1}, {"a": 1, "b": 2}) and same(torch.tensor(2.0), 2.0)
     assert describe([1, 2, 3]) == "a list of 3 ints"
     assert describe(torch.zeros(2, 3)) == "a tensor of shape (2, 3), float32"
-    assert describe({"pool3": 1}) == "a dict with 1 key ('pool3')" and describe(math.pi) == "a float"
+    assert describe({"pool3": 1}) == "a dict with 1 key" and describe(math.pi) == "a float"
 
 
 # ----- the wrong answers students really give ---------------------------------------------------
@@ -374,8 +374,8 @@ WRONG_ANSWERS = {
     "lesson01.bilinear_x3": [(_nearest_x3, "the values differ")],
     "lesson02.valid_sizes": [(_valid_sizes_without_the_even_check, "case 1 of 3")],
     "lesson02.textbook_field": [(_textbook_field_without_halving, "but the value differs")],
-    "lesson02.weighted_cross_entropy": [(_weighted_ce_softmax_on_the_last_axis, "the values differ"),
-                                        (_weighted_ce_sum, "the values differ")],
+    "lesson02.weighted_cross_entropy": [(_weighted_ce_softmax_on_the_last_axis, "your value is too"),
+                                        (_weighted_ce_sum, "your value is too")],
     "lesson02.iou_from_dice": [(_iou_from_dice_inverted, "the values differ")],
     "lesson03.paper_parameters": [(_cicek_upconvs_with_bias, "too large")],
     "lesson03.valid_sides": [(_valid_sides_without_the_bottleneck, "case 1 of 3")],
@@ -392,7 +392,7 @@ WRONG_ANSWERS = {
     "lesson06.remove_small_enhancing": [(_remove_small_counting_every_region, "the values differ")],
     "lesson06.mirrored_probabilities": [(_mirrored_not_flipped_back, "the values differ")],
     "lesson07.kl_divergence": [(_kl_summed_over_the_batch, "expected a tensor of shape (1,)")],
-    "lesson07.vae_loss": [(_vae_loss_counting_the_channels, "the values differ")],
+    "lesson07.vae_loss": [(_vae_loss_counting_the_channels, "your value is too")],
     "lesson07.dense_inputs": [(_dense_inputs_rounding_down, "too small")],
 }
 
@@ -477,3 +477,19 @@ def test_a_fixed_answer_gets_no_larger_or_smaller_hint(name):
 def test_an_answer_that_depends_on_the_case_still_gets_its_direction():
     message = repr(check_exercise("lesson01.fcn32s_parameters", _fcn32s_without_biases))
     assert "too small" in message
+
+
+def test_a_wrong_answer_never_names_the_keys_or_the_gap_that_would_give_it_away():
+    # valid_sides: the keys of the expected dict are the sizes that work, i.e. the answer itself.
+    reference = EXERCISES["lesson03.valid_sides"].reference
+    half = lambda start, stop: dict(list(reference(start, stop).items())[::2])  # noqa: E731
+    message = repr(check_exercise("lesson03.valid_sides", half))
+    assert "not yet right" in message and "expected a dict with 13 keys; got a dict with 7 keys." in message, message
+    same_count = lambda start, stop: {side + 1: out for side, out in reference(start, stop).items()}  # noqa: E731
+    message = repr(check_exercise("lesson03.valid_sides", same_count))
+    assert "13 expected keys missing; 13 keys that should not be there" in message, message
+    assert not any(f"{side}" in message.split("):")[1] for side in reference(100, 200)), message
+    # One-number tensor answers: "differ by up to X" would give the answer in two tries.
+    vae = EXERCISES["lesson07.vae_loss"].reference
+    message = repr(check_exercise("lesson07.vae_loss", lambda **case: vae(**case) * 1.5))
+    assert "not yet right" in message and "differ by up to" not in message, message
