@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 import unet_lessons
 import unet_lessons.models
+from autograd_memory import saved_activation_bytes
 from toy_model import ToyPathNet
 from unet_lessons.inference import predict_slicewise, predict_tiled
 from unet_lessons.memory import estimate_memory
@@ -195,20 +196,10 @@ def test_the_memory_rules_agree_with_what_autograd_saves(model):
         model(x)
     except ValueError:  # a model that trains on one size only (a VAE branch with a dense layer)
         x = batch(model)
-    parameter_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    storages = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in parameter_storages and tensor.numel() > 64:  # skip weights and per-channel stats
-            storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
     torch.manual_seed(0)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(x)
+    saved = saved_activation_bytes(model, x)
     estimate = estimate_memory(model, tuple(x.shape[1:]), batch_size=2, loss_tensors=0)
-    assert estimate.activations == pytest.approx(sum(storages.values()), rel=0.1)
+    assert estimate.activations == pytest.approx(saved, rel=0.1)
 
 
 def test_tiled_and_slicewise_inference(model):

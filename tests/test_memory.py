@@ -1,6 +1,7 @@
 import sys
 
 import pytest
+from autograd_memory import saved_activation_bytes
 import torch
 import torch.nn as nn
 
@@ -33,19 +34,9 @@ def test_the_rules_agree_with_what_autograd_saves(spatial_dims, nested):
     else:
         model = UNet(1, 3, spatial_dims=spatial_dims, features=(4, 8, 16), channel_plan="unet3d").train()
     x = torch.randn(2, 1, *[16] * spatial_dims)
-    parameter_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    storages = {}
-
-    def pack(tensor):
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in parameter_storages and tensor.numel() > 64:  # skip weights and per-channel stats
-            storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(x)
+    saved = saved_activation_bytes(model, x)
     estimate = estimate_memory(model, (1, *[16] * spatial_dims), batch_size=2, loss_tensors=0)
-    assert estimate.activations == pytest.approx(sum(storages.values()), rel=0.1)
+    assert estimate.activations == pytest.approx(saved, rel=0.1)
 
 
 def test_activations_scale_with_batch_and_voxels():
