@@ -141,3 +141,19 @@ def test_sampler_with_monai_transforms_and_region_targets():
     again = next(sampler)
     torch.testing.assert_close(again[0], expected[0])
     torch.testing.assert_close(again[1], expected[1])
+
+
+def test_the_sampler_state_holds_the_random_states_inside_monai_transforms():
+    # RandScaleIntensityd draws its factor from its inner scaler's random state, not its own: a state_dict
+    # without it rewinds the flips but not the intensities, and a saved run's first-batch check moved training on.
+    from unet_lessons.benchmark.lesson07 import make_augmentation
+
+    image, label = make_brats_volume(24, seed=0)
+    sampler = PatchSampler(image[None], label[None], patch_size=16, batch_size=2, augment=False, mean=0.0, std=1.0,
+                           transform=make_augmentation(), regions=BRATS_REGION_CLASSES, seed=3)
+    state = sampler.state_dict()
+    assert len(state["transform"]) == 8  # Compose, 2 × (dict transform + inner), 3 flips
+    expected = [next(sampler) for _ in range(3)]
+    sampler.load_state_dict(state)
+    for (x, y), (x_again, y_again) in zip(expected, (next(sampler) for _ in range(3))):
+        assert torch.equal(x, x_again) and torch.equal(y, y_again)

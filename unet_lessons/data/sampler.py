@@ -26,13 +26,25 @@ def _as_tensor(array: ArrayLike) -> torch.Tensor:
     return array if isinstance(array, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(array))
 
 
-def _random_states(transform) -> list[np.random.RandomState]:
-    """The random states of a (MONAI) transform and of every transform it composes, in order."""
+def _random_states(transform, seen: Optional[set] = None) -> list[np.random.RandomState]:
+    """Every random state of a (MONAI) transform, in a fixed order: its own, those of the transforms it
+    composes, and those of the transforms it holds (``RandScaleIntensityd`` draws its factor from its
+    inner ``scaler``'s state, not its own), each once."""
     if transform is None:
         return []
-    states = [transform.R] if isinstance(getattr(transform, "R", None), np.random.RandomState) else []
-    for inner in getattr(transform, "transforms", ()):
-        states += _random_states(inner)
+    seen = set() if seen is None else seen
+    seen.add(id(transform))
+    states = []
+    for value in vars(transform).values():
+        inner = value if isinstance(value, (list, tuple)) else [value]
+        for item in inner:
+            if id(item) in seen:
+                continue
+            if isinstance(item, np.random.RandomState):
+                seen.add(id(item))
+                states.append(item)
+            elif hasattr(item, "set_random_state") or hasattr(item, "transforms"):  # a transform, or a chain of them
+                states += _random_states(item, seen)
     return states
 
 
