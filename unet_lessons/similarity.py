@@ -20,6 +20,8 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
+from .models.base import is_skip_stage
+
 
 __all__ = ["linear_cka", "as_feature_matrix", "concatenated_pairs", "skip_path_pairs"]
 
@@ -96,8 +98,7 @@ def skip_path_pairs(model: nn.Module, x: torch.Tensor) -> "OrderedDict[str, tupl
     model.eval()
     features = model.forward_features(x)
     pairs = OrderedDict((f"level {name[4:]}", (features[f"enc{name[4:]}"], features[name]))
-                        for name in sorted((k for k in features if k.startswith("skip") and k[4:].isdigit()),
-                                           key=lambda k: int(k[4:])))
+                        for name in sorted(filter(is_skip_stage, features), key=lambda k: int(k[4:])))
     if not pairs:
         raise ValueError(f"{type(model).__name__} has no layers on its skips (forward_features returns no 'skip{{i}}' "
                          "maps): each skip carries the encoder map unchanged, so there is nothing to compare.")

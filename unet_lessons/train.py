@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 import torch
 import torch.nn as nn
 
-from .models.base import unpack_output
+from .models.base import loss_terms, unpack_output
 from .progress import StepProgress
 from .runs import SavedRun, atomic_save
 from .targets import check_class_labels, check_region_target
@@ -240,8 +240,7 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
         model.train()
         output = unpack_output(model(x, **extra))  # the logits, the heads the loss sees, an auxiliary loss
         check_labels(output.logits, y, ignore_index=getattr(loss_fn, "ignore_index", None))
-        segmentation_loss = loss_fn(output.heads, y)
-        loss = segmentation_loss if output.aux_loss is None else segmentation_loss + output.aux_loss
+        loss, segmentation_loss = loss_terms(output, y, loss_fn)
         if not torch.isfinite(loss):
             progress.finish(step, None, note=": stopped, the loss is not finite")
             raise NonFiniteLossError(non_finite_message(step, segmentation_loss, output.aux_loss, loss_fn, x, y,

@@ -235,23 +235,33 @@ def unpack_output(output: Union[torch.Tensor, Sequence[torch.Tensor], Mapping[st
                     "(see unet_lessons.models) that returns one of these.")
 
 
-def output_loss(output: Any, target: torch.Tensor,
-                loss_fn: Callable[[Any, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training loss of one output and the logits to predict from: the one place that
-    knows the output kinds.
+def loss_terms(output: ModelOutput, target: torch.Tensor,
+               loss_fn: Callable[[Any, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training loss of one unpacked output, and its segmentation term alone.
 
     The segmentation loss sees the heads (a list under deep supervision, which the loss
     averages, e.g. :class:`~unet_lessons.losses.DeepSupervisionLoss`), and an auxiliary
-    loss is added as the model weighted it.
+    loss is added as the model weighted it. ``fit`` reads both terms, to say which one
+    went non-finite.
+
+    Returns:
+        ``(loss, segmentation_loss)``: two scalars, equal when the model has no auxiliary loss.
+    """
+    segmentation = loss_fn(output.heads, target)
+    loss = segmentation if output.aux_loss is None else segmentation + output.aux_loss
+    return loss, segmentation
+
+
+def output_loss(output: Any, target: torch.Tensor,
+                loss_fn: Callable[[Any, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training loss of one output and the logits to predict from (:func:`loss_terms` on
+    :func:`unpack_output`, the one reader of the output kinds).
 
     Returns:
         ``(loss, logits)``: a scalar, and the final prediction's logits (B, K, *S).
     """
     unpacked = unpack_output(output)
-    loss = loss_fn(unpacked.heads, target)
-    if unpacked.aux_loss is not None:
-        loss = loss + unpacked.aux_loss
-    return loss, unpacked.logits
+    return loss_terms(unpacked, target, loss_fn)[0], unpacked.logits
 
 
 # ----- what forward_features returns -------------------------------------------------------
@@ -440,7 +450,7 @@ class SegmentationModel(nn.Module):
         By default every stage of :meth:`stage_paths` in turn, except the layers on the skips
         (stages ``skip{i}``): right for a U-shaped net, whose skips branch off this path.
         """
-        return [layer for name, layers in self.stage_paths().items() if not _SKIP_STAGE.fullmatch(name)
+        return [layer for name, layers in self.stage_paths().items() if not is_skip_stage(name)
                 for layer in layers]
 
     def receptive_paths(self) -> "OrderedDict[str, list[nn.Module]]":
@@ -590,6 +600,11 @@ class SegmentationModel(nn.Module):
 
 
 _SKIP_STAGE = re.compile(r"skip\d+")
+
+
+def is_skip_stage(name: str) -> bool:
+    """Whether a stage (or ``forward_features`` key) named ``name`` holds the layers on a skip, ``skip{i}``."""
+    return bool(_SKIP_STAGE.fullmatch(name))
 
 
 def _spatial_layers(modules: Sequence[nn.Module]) -> list[nn.Module]:

@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
-from ..models.base import check_feature_keys
+from ..models.base import check_feature_keys, is_skip_stage
 
 __all__ = ["unet_diagram_data", "draw_unet", "meta_copy", "conv_counts", "residual_stages"]
 
@@ -80,7 +80,6 @@ def _full_shape(model: nn.Module, input_shape: Sequence[int]) -> tuple[int, ...]
     return shape
 
 
-_ON_A_SKIP = re.compile(r"skip\d+")  # the stage of the layers on a skip (model contract)
 _POOLS = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd)
 _UPS = (nn.modules.conv._ConvTransposeNd, nn.Upsample)
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm, nn.GroupNorm, nn.LayerNorm)
@@ -256,7 +255,7 @@ def conv_counts(model: nn.Module) -> dict[str, int]:
     """Convolutions per stage, not counting the stage's down- or up-sampling layers (``stage_paths``)."""
     counts = {}
     for name, path in model.stage_paths().items():
-        if name == "logits" or _ON_A_SKIP.fullmatch(name):  # a skip's layers are labelled on its arrow
+        if name == "logits" or is_skip_stage(name):  # a skip's layers are labelled on its arrow
             continue
         layers = path[_resampling_end(path):]
         counts[name] = sum(1 for m in layers if isinstance(m, nn.modules.conv._ConvNd))
@@ -265,7 +264,7 @@ def conv_counts(model: nn.Module) -> dict[str, int]:
 
 def residual_stages(model: nn.Module) -> list[str]:
     """Stages holding a module that declares ``residual = True`` (it adds its input to its output)."""
-    return [name for name, modules in model.stage_modules().items() if not _ON_A_SKIP.fullmatch(name)
+    return [name for name, modules in model.stage_modules().items() if not is_skip_stage(name)
             and any(getattr(m, "residual", False) for module in modules for m in module.modules())]
 
 
@@ -278,7 +277,7 @@ def _describe(model: nn.Module, spatial_dims: int) -> dict[str, str]:
     """
     cube = lambda k: "×".join([str(k)] * spatial_dims)  # noqa: E731
     stages, paths = model.stage_modules(), model.stage_paths()
-    main = lambda name: name != "logits" and not _ON_A_SKIP.fullmatch(name)  # noqa: E731  (skips: on their arrows)
+    main = lambda name: name != "logits" and not is_skip_stage(name)  # noqa: E731  (skips: on their arrows)
     everything = [m for name, modules in stages.items() if main(name) for module in modules
                   for m in module.modules()]
     stage_convs = [m for name, path in paths.items() if main(name) for m in path[_resampling_end(path):]

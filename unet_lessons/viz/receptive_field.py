@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
@@ -34,7 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from ..blocks import avg_pool_type
-from ..models.base import unpack_output
+from ..models.base import is_skip_stage, unpack_output
 
 __all__ = [
     "LayerSpec",
@@ -163,7 +162,7 @@ def stage_receptive_fields(model: nn.Module, *, transpose_rule: str = "exact") -
     """
     names, specs, ends = [], [], []
     for name, layers in model.stage_paths().items():
-        if re.fullmatch(r"skip\d+", name):
+        if is_skip_stage(name):
             continue  # the layers on a skip branch off this chain (see SegmentationModel.receptive_paths)
         specs += layer_specs(layers)
         names.append(name)
