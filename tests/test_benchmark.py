@@ -8,6 +8,7 @@ in well under a second per run.
 from importlib import import_module
 from pathlib import Path
 
+import dataclasses
 import numpy as np
 import pytest
 import torch
@@ -17,6 +18,7 @@ from unet_lessons.benchmark import (LESSONS, RESULTS_ENV, Arm, ArmStamp, Benchma
                                     check_table, load_benchmark, load_parent_weights, read_table, restamp,
                                     run_benchmark, stale_arms, table_path, write_table)
 from unet_lessons.benchmark.resolve import LOSS_RTOL, SCORE_ATOL
+from unet_lessons.benchmark import runner
 from unet_lessons.benchmark.runner import _Units, partial_path, run_name
 from unet_lessons.data import PatchSampler
 from unet_lessons.metrics import dice_per_class
@@ -248,6 +250,32 @@ def test_an_interrupted_run_resumes_to_the_same_table(tmp_path):
     other = read_table(run_benchmark(tiny_benchmark(child_lr=0.02), results=tmp_path / "b", runs=tmp_path / "runs-b",
                                      progress=False))
     assert other.hashes["fine-tuned"] != whole.hashes["fine-tuned"]
+
+
+def test_keep_stored_trains_only_the_changed_arm_and_the_new_seed(tmp_path, monkeypatch, capsys):
+    first = read_table(run_benchmark(tiny_benchmark(), results=tmp_path, runs=tmp_path / "runs", progress=False))
+    trained = []
+    real_fit = runner.fit
+
+    def counting_fit(model, batches, loss, config):
+        trained.append(config.lr)
+        return real_fit(model, batches, loss, config)
+
+    monkeypatch.setattr("unet_lessons.benchmark.runner.fit", counting_fit)
+    benchmark = dataclasses.replace(tiny_benchmark(child_lr=0.02), seeds=(0, 1, 2))
+    again = read_table(run_benchmark(benchmark, results=tmp_path, runs=tmp_path / "runs", progress=False,
+                                     keep_stored=True))
+    # base: seeds 0 and 1 kept (their weights, which the child starts from, load from their saved runs), seed 2
+    # trained; fine-tuned: all three seeds trained
+    assert sorted(trained) == [0.02, 0.02, 0.02, 0.05]
+    assert "trained again: fine-tuned" in capsys.readouterr().out
+    kept = [row for row in again.rows if row["arm"] == "base" and int(row["seed"]) < 2]
+    assert kept == [row for row in first.rows if row["arm"] == "base"]
+    assert again.seeds == [0, 1, 2] and again.hashes["fine-tuned"] != first.hashes["fine-tuned"]
+    # without keep_stored the whole table is trained again
+    trained.clear()
+    run_benchmark(tiny_benchmark(child_lr=0.02), results=tmp_path / "c", runs=tmp_path / "c-runs", progress=False)
+    assert len(trained) == 4
 
 
 def test_a_new_score_function_rescores_the_saved_runs_without_training(tmp_path, monkeypatch, capsys):

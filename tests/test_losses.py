@@ -13,7 +13,7 @@ from monai.losses import DiceCELoss as MonaiDiceCELoss
 from monai.losses import DiceLoss as MonaiDiceLoss
 from scipy import ndimage
 
-from unet_lessons.losses import (DiceCELoss, SoftDiceLoss, one_hot, unet_weight_map, vnet_dice_gradient,
+from unet_lessons.losses import (SampleBalancedCrossEntropy, inverse_frequency_weight_map, DiceCELoss, SoftDiceLoss, one_hot, unet_weight_map, vnet_dice_gradient,
                                   weighted_cross_entropy)
 
 SPATIAL = {2: (9, 7), 3: (5, 6, 7)}  # odd, unequal sizes catch axis mix-ups
@@ -400,3 +400,49 @@ def test_the_finite_check_is_skipped_on_the_meta_device():
     check_finite_logits(torch.empty(2, 3, 4, 4, device="meta"), "SoftDiceLoss")  # no values to look at: no error
     with pytest.raises(ValueError, match="SoftDiceLoss: the logits hold 96 NaN"):
         check_finite_logits(torch.full((2, 3, 4, 4), float("nan")), "SoftDiceLoss")
+
+
+# ---- the official V-Net code's per-sample inverse-frequency weights (losses/weight_map.py) ----
+
+def _official_vnet_weights(label: np.ndarray) -> np.ndarray:
+    """VNet.py, prepareDataThread, as written there: N / n_label for every label of one sample."""
+    weight = np.zeros_like(label, dtype=float)
+    for value in np.unique(label):
+        weight[label == value] = np.prod(label.shape) / np.sum((label == value).astype(np.float32))
+    return weight
+
+
+@pytest.mark.parametrize("shape", [(3, 6, 7), (3, 4, 5, 6)])
+def test_inverse_frequency_weight_map_equals_the_official_code_per_sample(shape):
+    generator = np.random.default_rng(0)
+    labels = generator.integers(0, 3, size=shape)
+    labels[0] = 0  # an empty sample: weight 1 everywhere
+    labels[1].flat[0] = 2
+    labels[1][labels[1] == 2] = 1
+    labels[1].flat[0] = 2  # a label with one voxel: weight N
+    weights = inverse_frequency_weight_map(torch.from_numpy(labels))
+    expected = np.stack([_official_vnet_weights(sample) for sample in labels])
+    np.testing.assert_allclose(weights.numpy(), expected, rtol=1e-6)
+    assert weights.dtype == torch.float32
+    assert float(weights[0].max()) == 1.0 and float(weights[1].flatten()[0]) == labels[1].size
+    # (B, 1, *S) targets give the same weights, in that shape
+    assert torch.equal(inverse_frequency_weight_map(torch.from_numpy(labels)[:, None])[:, 0], weights)
+
+
+def test_sample_balanced_cross_entropy_is_the_sum_of_each_labels_mean_cross_entropy():
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 2, 5, 6, 7), (torch.rand(2, 5, 6, 7) < 0.05).long()
+    target[1] = 0  # no foreground in the second sample: its term is the background's mean alone
+    per_voxel = F.cross_entropy(logits, target, reduction="none")
+    expected = torch.stack([sum(per_voxel[b][target[b] == k].mean() for k in target[b].unique())
+                            for b in range(2)]).mean()
+    torch.testing.assert_close(SampleBalancedCrossEntropy()(logits, target), expected)
+    # it differs from one batch-wide class weight, which is what the lesson replaced
+    fraction = target.float().mean()
+    batch_wide = F.cross_entropy(logits, target, weight=torch.tensor([1.0, float((1 - fraction) / fraction)]))
+    assert not torch.isclose(SampleBalancedCrossEntropy()(logits, target), batch_wide)
+
+
+def test_inverse_frequency_weight_map_refuses_float_targets():
+    with pytest.raises(TypeError, match="integer class indices"):
+        inverse_frequency_weight_map(torch.zeros(1, 4, 4))

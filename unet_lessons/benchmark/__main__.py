@@ -1,7 +1,7 @@
 """``python -m unet_lessons.benchmark LESSON``: train every arm of a lesson over its seeds and store the table.
 
-Resumes an interrupted run from the partial file beside the table (when the code still
-matches it). ``--check`` only compares the stored table with the code; ``--restamp TABLE``
+Resumes an interrupted run from the partial file beside the table, keeping the arms whose
+code still matches it; ``--keep-stored`` does the same from the stored table (new seeds, new arms). ``--check`` only compares the stored table with the code; ``--restamp TABLE``
 re-stamps the stored table's header after a re-run of seed 0 (``--seeds 0 --results DIR``)
 matched it, ``--restamp-from-losses JSON`` after the code that made it gave today's first
 training losses (:mod:`unet_lessons.benchmark.restamp`).
@@ -31,6 +31,9 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=Path, help="folder of the saved training runs (default: the saved-runs "
                                                   "folder's benchmark/, outside the repository)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs)")
+    parser.add_argument("--keep-stored", action="store_true",
+                        help="keep the stored table's rows of the arms whose code is unchanged; train only changed "
+                             "or new arms and new seeds")
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--check", action="store_true", help="compare the stored table with the code; train nothing")
     action.add_argument("--restamp", type=Path, metavar="TABLE",
@@ -61,7 +64,8 @@ def _run(args: argparse.Namespace) -> int:
             return 1
         print(f"re-stamped {path}")
         return 0
-    run_benchmark(benchmark, seeds=args.seeds, results=args.results, runs=args.runs, progress=not args.no_progress)
+    run_benchmark(benchmark, seeds=args.seeds, results=args.results, runs=args.runs, progress=not args.no_progress,
+                  keep_stored=args.keep_stored)
     return 0
 
 

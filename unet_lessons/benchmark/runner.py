@@ -117,28 +117,44 @@ class _Units:
         return unit_rows(arm.name, seed, scores, per_seed), summary
 
 
-def _resumable_rows(partial: Path, stamps: Sequence[ArmStamp], units: set) -> tuple[list[dict], float, str]:
-    """The rows of the finished units in ``partial`` that this run can keep, the seconds spent on them, and why."""
-    if not partial.exists():
+def _resumable_rows(source: Path, stamps: Sequence[ArmStamp], units: set) -> tuple[list[dict], float, str]:
+    """The rows of the finished units in ``source`` that this run can keep, the seconds spent on them, and why.
+
+    ``source`` is the partial file of an interrupted run, or a stored table (``keep_stored``). An
+    arm's rows are kept only when its resolved-settings hash, its parent and its fingerprint
+    still match the code; the other arms are trained again. When every arm matches, the seconds
+    are those the source recorded; otherwise the training seconds of the kept units.
+    """
+    if not source.exists():
         return [], 0.0, ""
     try:
-        table = read_table(partial)
+        table = read_table(source)
     except Exception as error:  # noqa: BLE001 - an unreadable partial file is started over, and said so
-        return [], 0.0, f"{partial.name} is unreadable ({type(error).__name__}); starting over"
+        return [], 0.0, f"{source.name} is unreadable ({type(error).__name__}); starting over"
+    matching = set()
     for stamp in stamps:
         stored = table.fingerprints.get(stamp.name)
-        if table.hashes.get(stamp.name) != stamp.hash or table.parents.get(stamp.name) != stamp.parent or \
-                stored is None or fingerprint_differences(stored, stamp.fingerprint, loss_rtol=LOSS_RTOL,
-                                                          score_atol=SCORE_ATOL):
-            return [], 0.0, f"{partial.name} was made by other code or settings (arm {stamp.name!r}); starting over"
-    rows = [row for row in table.rows if (row["arm"], int(row["seed"])) in units]
+        if table.hashes.get(stamp.name) == stamp.hash and table.parents.get(stamp.name) == stamp.parent and \
+                stored is not None and not fingerprint_differences(stored, stamp.fingerprint, loss_rtol=LOSS_RTOL,
+                                                                   score_atol=SCORE_ATOL):
+            matching.add(stamp.name)
+    rows = [row for row in table.rows if row["arm"] in matching and (row["arm"], int(row["seed"])) in units]
     kept = {(row["arm"], int(row["seed"])) for row in rows}
-    return rows, float(table.facts.get("benchmark seconds", 0)), f"resuming: {len(kept)} finished units in {partial.name}"
+    changed = sorted({stamp.name for stamp in stamps} - matching)
+    if not changed:
+        seconds = float(table.facts.get("benchmark seconds", 0))
+    else:
+        seconds = sum(float(next(row["seconds"] for row in rows if (row["arm"], int(row["seed"])) == unit))
+                      for unit in kept) if kept and "seconds" in table.columns else 0.0
+    why = f"keeping {len(kept)} finished units from {source.name}"
+    if changed:
+        why += f"; made by other code or settings, or new, so trained again: {', '.join(changed)}"
+    return rows, seconds, why
 
 
 def run_benchmark(benchmark: Benchmark, *, seeds: Optional[Sequence[int]] = None,
                   results: Optional[str | os.PathLike] = None, runs: Optional[str | os.PathLike] = None,
-                  progress: bool = True) -> Path:
+                  progress: bool = True, keep_stored: bool = False) -> Path:
     """Train and score every arm of ``benchmark`` with every seed, and write its table; returns the table's path.
 
     Args:
@@ -147,6 +163,8 @@ def run_benchmark(benchmark: Benchmark, *, seeds: Optional[Sequence[int]] = None
         results: the folder of the tables; default :func:`~unet_lessons.benchmark.table.results_directory`.
         runs: the folder of the saved runs; default :func:`default_runs_directory`.
         progress: show a progress bar over the units with the time left (a line per unit is printed either way).
+        keep_stored: with no partial file, start from the stored table: keep the rows of the arms whose
+            hash and fingerprint still match, and train only the changed or new arms and the new seeds.
     """
     start = time.perf_counter()
     seeds = tuple(benchmark.seeds if seeds is None else seeds)
@@ -156,7 +174,8 @@ def run_benchmark(benchmark: Benchmark, *, seeds: Optional[Sequence[int]] = None
     data = benchmark.make_data()
     stamps = arm_stamps(benchmark, data)  # hashes and fingerprints: three training steps per arm
     order = [(arm, seed) for arm in benchmark.ordered_arms() for seed in seeds]
-    rows, earlier, note = _resumable_rows(partial, stamps, {(arm.name, seed) for arm, seed in order})
+    source = path if keep_stored and not partial.exists() else partial
+    rows, earlier, note = _resumable_rows(source, stamps, {(arm.name, seed) for arm, seed in order})
     if note:
         say(note)
     done = {(row["arm"], int(row["seed"])) for row in rows}

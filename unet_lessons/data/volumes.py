@@ -38,6 +38,7 @@ __all__ = [
     "MODALITIES",
     "normalize_brain",
     "make_brats_volumes",
+    "scanner_shift",
     "BRATS_CLASSES",
     "BRATS_REGIONS",
     "BRATS_LABEL_VALUES",
@@ -222,7 +223,7 @@ def make_organ_volume(
 
 def make_brats_volume(shape: Shape = 64, *, seed: int = 0, noise: float = 0.05,
                       spacing: Union[float, Sequence[float]] = 1.0, mimics: bool = True,
-                      enhancing: Optional[bool] = None) -> tuple[np.ndarray, np.ndarray]:
+                      enhancing: Optional[bool] = None, tumour_size: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """One BraTS-like volume: four modalities and a disjoint tumour label map.
 
     With ``mimics`` the healthy brain holds what makes a threshold fail on real scans: each
@@ -245,6 +246,9 @@ def make_brats_volume(shape: Shape = 64, *, seed: int = 0, noise: float = 0.05,
             one tumour in five has none, like many lower-grade gliomas; there the whole core is
             necrotic or non-enhancing, and BraTS scores an empty enhancing-tumour prediction
             as a perfect Dice of 1 (and any enhancing voxel predicted as 0).
+        tumour_size: scales the tumour's radii (1 draws the usual sizes; 0.5 gives tumours with an
+            enhancing rim of about a hundred voxels at 48³, the small ones post-processing may remove).
+            The same seed draws the same volume otherwise.
 
     Returns:
         ``image`` (4, D, H, W) float32, channels in :data:`MODALITIES` order, zero outside
@@ -262,7 +266,9 @@ def make_brats_volume(shape: Shape = 64, *, seed: int = 0, noise: float = 0.05,
     inner = np.argwhere(ndimage.binary_erosion(brain, iterations=max(3, min(dims) // 6)))
     centre_vox = inner[rng.integers(len(inner))]
     centre = np.array([grid[a].ravel()[centre_vox[a]] for a in range(3)])
-    scale = fov.min() * rng.uniform(0.12, 0.17)
+    if not 0 < tumour_size <= 2:
+        raise ValueError(f"tumour_size scales the tumour's radii and must be in (0, 2]; got {tumour_size}.")
+    scale = fov.min() * rng.uniform(0.12, 0.17) * tumour_size
     core = _ellipsoid(grid, centre, scale * rng.uniform(0.8, 1.2, 3), _rotation(rng))
     core = core + 0.15 * _smooth_noise_3d(rng, dims, 6.0 / spacing_mm)
     edema = _ellipsoid(grid, centre + rng.normal(0, 0.3 * scale, 3), 1.35 * scale * rng.uniform(0.8, 1.3, 3),
@@ -334,14 +340,53 @@ def normalize_brain(image: Union[np.ndarray, torch.Tensor]) -> Union[np.ndarray,
     return torch.from_numpy(out) if is_tensor else out
 
 
-def make_brats_volumes(shape: Shape, seeds: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def scanner_shift(image: np.ndarray, *, seed: int, bias: float = 0.5, gamma: float = 1.5,
+                  correlation_mm: float = 40.0) -> np.ndarray:
+    """The same head as another scanner might show it: a strong smooth bias field and a contrast change.
+
+    Each modality is multiplied by its own field ``exp(bias * n)``, ``n`` a zero-mean, unit-std
+    noise varying over about ``correlation_mm`` (every volume already has a weak one, ``bias``
+    0.2 over 25 mm), then raised to the power ``gamma`` after scaling the head to [0, 1] (and
+    scaled back). Zero outside the head stays zero. Apply it before :func:`normalize_brain`.
+
+    Args:
+        image: (C, D, H, W) as :func:`make_brats_volume` returns it (unit voxel spacing).
+        seed: the shift's own seed.
+        bias: the log-field's standard deviation (0.5: the field spans about 0.4× to 2.7×).
+        gamma: the contrast change (> 1 darkens the mid-tones).
+    """
+    if image.ndim != 4:
+        raise ValueError(f"image must be (C, D, H, W); got shape {image.shape}.")
+    if bias < 0 or gamma <= 0:
+        raise ValueError(f"need bias >= 0 and gamma > 0; got bias={bias}, gamma={gamma}.")
+    rng = np.random.default_rng(seed)
+    out = np.zeros_like(image, dtype=np.float32)
+    for c, channel in enumerate(image):
+        head = channel != 0
+        field = np.exp(bias * _smooth_noise_3d(rng, channel.shape, [correlation_mm] * 3))
+        shifted = np.clip(channel * field, 0, None)
+        top = float(shifted[head].max()) if head.any() else 1.0
+        out[c] = np.where(head, (shifted / max(top, 1e-8)) ** gamma * top, 0.0)
+    return out
+
+
+def make_brats_volumes(shape: Shape, seeds: Sequence[int], *, shift: Optional[dict] = None,
+                       **volume_options) -> tuple[np.ndarray, np.ndarray]:
     """Several :func:`make_brats_volume` volumes, each modality z-scored over the brain (:func:`normalize_brain`).
+
+    Args:
+        shape, seeds: the volumes' shape and one seed each.
+        shift: options of :func:`scanner_shift` (its seed is the volume's), applied before normalising;
+            None for none.
+        **volume_options: passed to :func:`make_brats_volume` (``enhancing``, ``tumour_size`` …).
 
     Returns:
         images (N, 4, *S) float32 and labels (N, *S), in the order of ``seeds``.
     """
-    pairs = [make_brats_volume(shape, seed=seed) for seed in seeds]
-    return np.stack([normalize_brain(image) for image, _ in pairs]), np.stack([label for _, label in pairs])
+    pairs = [make_brats_volume(shape, seed=seed, **volume_options) for seed in seeds]
+    images = [image if shift is None else scanner_shift(image, seed=seed, **shift)
+              for (image, _), seed in zip(pairs, seeds)]
+    return np.stack([normalize_brain(image) for image in images]), np.stack([label for _, label in pairs])
 
 
 def brats_regions(label: Union[np.ndarray, torch.Tensor]) -> Union[np.ndarray, torch.Tensor]:

@@ -7,7 +7,8 @@
   enhancing tumour.
 * :mod:`.deep_supervision`: the mean of one loss per decoder head (UNet++).
 * :mod:`.weight_map`: the U-Net paper's border weight map and weighted cross-entropy
-  (Ronneberger et al. 2015, Section 3).
+  (Ronneberger et al. 2015, Section 3), and the official V-Net code's per-sample
+  inverse-frequency weights (:class:`SampleBalancedCrossEntropy`).
 * :mod:`.finite`: the check each of them makes first, that the logits hold no NaN or inf.
 
 Conventions: networks output logits ``(B, C, *S)``; class targets are int64 indices
@@ -18,8 +19,9 @@ from .deep_supervision import DeepSupervisionLoss, deep_supervision_loss
 from .dice import DiceCELoss, SoftDiceLoss, one_hot, soft_dice_terms, vnet_dice_gradient
 from .finite import NonFiniteLogitsWarning
 from .regions import RegionDiceBCELoss, RegionDiceLoss
-from .weight_map import unet_weight_map, weighted_cross_entropy
+from .weight_map import SampleBalancedCrossEntropy, inverse_frequency_weight_map, unet_weight_map, weighted_cross_entropy
 
 __all__ = ["one_hot", "soft_dice_terms", "SoftDiceLoss", "vnet_dice_gradient", "DiceCELoss", "RegionDiceLoss",
-           "RegionDiceBCELoss", "unet_weight_map", "weighted_cross_entropy", "DeepSupervisionLoss",
+           "RegionDiceBCELoss", "unet_weight_map", "weighted_cross_entropy", "inverse_frequency_weight_map",
+           "SampleBalancedCrossEntropy", "DeepSupervisionLoss",
            "deep_supervision_loss", "NonFiniteLogitsWarning"]

@@ -1,6 +1,11 @@
-"""The pixel-wise weighted cross-entropy of Ronneberger et al., "U-Net", MICCAI 2015 (Section 3,
-eq. 1 and 2), which pushes the network to keep a thin membrane between touching cells:
-:func:`unet_weight_map` and :func:`weighted_cross_entropy`.
+"""Voxel-weighted cross-entropy and two weight maps for it.
+
+* The pixel-wise weighted cross-entropy of Ronneberger et al., "U-Net", MICCAI 2015 (Section 3,
+  eq. 1 and 2), which pushes the network to keep a thin membrane between touching cells:
+  :func:`unet_weight_map` and :func:`weighted_cross_entropy`.
+* The per-sample inverse-frequency weights of the official V-Net code (Milletari et al. 2016,
+  github.com/faustomilletari/VNet, ``VNet.py``, ``prepareDataThread``), its "sample
+  re-weighting": :func:`inverse_frequency_weight_map` and :class:`SampleBalancedCrossEntropy`.
 """
 
 from __future__ import annotations
@@ -10,12 +15,13 @@ from typing import Sequence, Union
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from scipy import ndimage
 
 from .dice import _check_prediction
 
-__all__ = ["unet_weight_map", "weighted_cross_entropy"]
+__all__ = ["unet_weight_map", "weighted_cross_entropy", "inverse_frequency_weight_map", "SampleBalancedCrossEntropy"]
 
 # unet_weight_map ignores cells farther than this many sigmas; see its docstring.
 _CUTOFF_SIGMAS = 6.0
@@ -126,3 +132,51 @@ def weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor,
         raise ValueError("weight_map must be finite and non-negative.")
     per_pixel = F.cross_entropy(logits, labels, reduction="none")  # (B, *S)
     return (per_pixel * weights).mean()
+
+
+def inverse_frequency_weight_map(target: torch.Tensor) -> torch.Tensor:
+    """Each voxel's weight N / n_label, counted in its own sample, as the official V-Net code weights.
+
+    For every sample of the batch, a voxel of label ``l`` gets ``N / n_l``: ``N`` voxels in the
+    sample, ``n_l`` of them labelled ``l`` (``VNet.py``, ``prepareDataThread``, computed after each
+    sample's deformation). Averaged over the sample's voxels, the weighted cross-entropy is then
+    the sum, over the labels present, of each label's mean cross-entropy: every label present
+    weighs the same, however few voxels it has.
+
+    * A label absent from a sample adds nothing (it has no voxel to weigh): a patch with no
+      organ is weighted 1 everywhere, its loss the plain cross-entropy of the background.
+    * A label with a single voxel gives that voxel weight ``N``: the sum of the weights is
+      still ``N`` per label present, but that one voxel's cross-entropy stands for the whole
+      label, so nearly empty patches make the noisiest steps. The official code keeps them too.
+
+    Args:
+        target: class indices (B, *S) or (B, 1, *S), integer.
+
+    Returns:
+        float32 weights (B, *S).
+    """
+    if target.is_floating_point() or target.is_complex():
+        raise TypeError(f"target must hold integer class indices; got dtype {target.dtype}.")
+    if target.ndim < 2:
+        raise ValueError(f"target must be (B, *S) with at least one spatial axis; got shape {tuple(target.shape)}.")
+    labels = target.long().flatten(1)  # (B, N)
+    counts = torch.zeros(labels.shape[0], int(labels.max()) + 1, device=labels.device)
+    counts.scatter_add_(1, labels, torch.ones_like(labels, dtype=counts.dtype))  # voxels of each label, per sample
+    weights = labels.shape[1] / counts.gather(1, labels)  # every gathered count is at least 1: the voxel itself
+    return weights.view(target.shape).float()
+
+
+class SampleBalancedCrossEntropy(nn.Module):
+    """Cross-entropy with the per-sample inverse-frequency weights of :func:`inverse_frequency_weight_map`.
+
+    The V-Net paper's baseline, "a multinomial logistic loss with sample re-weighting" (Section 3),
+    as its official code builds the weights. How the code's Caffe layer normalised the weighted
+    sum is not in its repository; we average over voxels, as :func:`weighted_cross_entropy` does.
+
+    Shape:
+        input (B, C, *S) logits, target (B, *S) or (B, 1, *S) class indices -> scalar.
+    """
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        labels = _check_prediction(input, target, softmax=True, loss="SampleBalancedCrossEntropy")  # (B, *S)
+        return weighted_cross_entropy(input, labels, inverse_frequency_weight_map(labels))
