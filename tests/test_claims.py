@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from unet_lessons.claims import MIME_TYPE, Claim, ClaimLedger, gather, main
-from unet_lessons.stats import judge
+from unet_lessons.stats import judge, judge_spread
 
 
 def _ledger():
@@ -108,3 +108,19 @@ def test_the_readme_table_is_the_one_the_stored_notebooks_give(tmp_path):
     write_readme_table(gather(root / "notebooks"), copy)
     assert copy.read_text(encoding="utf-8") == (root / "README.md").read_text(encoding="utf-8"), (
         "the README's claim table is out of date: run `make claims`")
+
+
+def test_a_spread_comparison_joins_the_lessons_family():
+    steady, unsteady = np.array([0.70, 0.71, 0.69, 0.705, 0.695]), np.array([0.60, 0.80, 0.55, 0.85, 0.65])
+    d = np.random.default_rng(0).normal(0.05, 0.02, size=(5, 12))
+    ledger = ClaimLedger("xx", example=True)
+    ledger.compare("A beats B", judge({"a": d}, {"a": 0.02}, others=1)["a"], source="paper", cell="1", ours="…")
+    row = ledger.compare_spread("A is steadier than B", judge_spread("s", steady, unsteady, margin=2, family=2),
+                                source="our question", cell="1", ours="…")
+    assert row.verdict == judge_spread("s", steady, unsteady, margin=2, family=2).verdict
+    assert "sd(A)/sd(B)" in row.interval and "Pitman–Morgan" in row.note and row.figure == "measured"
+    with pytest.raises(ValueError, match="one family"):
+        ledger.compare_spread("again", judge_spread("s", steady, unsteady, margin=2, family=3), source="x", cell="1",
+                              ours="…")
+    with pytest.raises(TypeError, match="SpreadJudgement"):
+        ledger.compare_spread("again", judge({"a": d}, {"a": 0.02})["a"], source="x", cell="1", ours="…")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from unet_lessons.stats import (FEWEST_SEEDS, VERDICTS, CrossedInterval, Interval, bootstrap_interval, crossed_interval,
+from unet_lessons.stats import (judge_spread, FEWEST_SEEDS, VERDICTS, CrossedInterval, Interval, bootstrap_interval, crossed_interval,
                                 is_deterministic, item_counts, items_needed, judge, paired_difference, seeds_needed,
                                 simulate_differences, variance_components, verdict)
 
@@ -172,3 +172,38 @@ def test_one_run_is_described_not_judged():
     with pytest.raises(ValueError, match="same test items"):
         paired_difference([1, 2], [1, 2, 3])
     assert "only 3 items" in str(bootstrap_interval([0.1, 0.2, 0.3]))
+
+
+# ---- judge_spread: the Pitman–Morgan interval of a ratio of paired standard deviations ----
+
+def test_judge_spread_interval_covers_the_true_ratio_of_paired_normal_seed_means():
+    rng = np.random.default_rng(0)
+    true_ratio, rho, covered, trials = 0.5, 0.6, 0, 1000
+    covariance = [[true_ratio ** 2, rho * true_ratio], [rho * true_ratio, 1.0]]
+    for _ in range(trials):
+        a, b = rng.multivariate_normal([0, 0], covariance, size=5).T
+        j = judge_spread("x", a, b, margin=2.0, family=1)
+        covered += j.low <= true_ratio <= j.high
+    assert 0.93 <= covered / trials <= 0.97  # exact for normal data: 95 %
+
+
+def test_judge_spread_verdicts_and_the_family():
+    steady, unsteady = np.array([0.70, 0.71, 0.69, 0.705, 0.695, 0.70, 0.702, 0.698]), \
+        np.array([0.60, 0.80, 0.55, 0.85, 0.65, 0.75, 0.50, 0.90])
+    assert judge_spread("s", steady, unsteady, margin=2, family=1).verdict == "reproduced"
+    assert judge_spread("s", unsteady, steady, margin=2, family=1).verdict == "contradicted at this budget"
+    few = judge_spread("s", steady[:4], unsteady[:4] * 0.05 + 0.66, margin=2, family=1)
+    assert few.verdict == "inconclusive at this budget" and "seeds would give" in few.budget
+    # a larger family widens the interval
+    one, six = (judge_spread("s", steady, unsteady, margin=2, family=k) for k in (1, 6))
+    assert six.low < one.low and six.high > one.high and six.ratio == one.ratio
+    # and judge counts the spread comparisons in its family
+    d = np.random.default_rng(1).normal(0.01, 0.02, size=(5, 12))
+    assert judge({"a": d}, {"a": 0.02}, others=2)["a"].family == 3
+    for bad in (dict(margin=1.0, family=1), dict(margin=2, family=0)):
+        with pytest.raises(ValueError):
+            judge_spread("s", steady, unsteady, **bad)
+    with pytest.raises(ValueError, match="at least 3 seeds"):
+        judge_spread("s", steady[:2], unsteady[:2], margin=2, family=1)
+    with pytest.raises(ValueError, match="spread is 0"):
+        judge_spread("s", np.ones(5), unsteady[:5], margin=2, family=1)

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .stats import FEWEST_SEEDS, FIGURES, VERDICTS, Judgement
+from .stats import FEWEST_SEEDS, FIGURES, VERDICTS, Judgement, SpreadJudgement
 
 __all__ = ["Claim", "ClaimLedger", "MIME_TYPE", "gather", "main", "RULE_LINK"]
 
@@ -134,6 +134,24 @@ class ClaimLedger:
             notes.append(f"to settle it: {judgement.budget}")
         return self._add(Claim(claim, source, cell, "measured", ours, paper, f"A−B {judgement}", judgement.verdict,
                                "; ".join(notes)))
+
+    def compare_spread(self, claim: str, judgement: SpreadJudgement, *, source: str, cell: str, ours: str,
+                       paper: str = "") -> Claim:
+        """Record the claim "A varies less from seed to seed than B" (:func:`unet_lessons.stats.judge_spread`),
+        judged in the same family as the lesson's other comparisons."""
+        if not isinstance(judgement, SpreadJudgement):
+            raise TypeError("compare_spread takes a SpreadJudgement from unet_lessons.stats.judge_spread; got "
+                            f"{type(judgement).__name__}.")
+        if self._family is not None and judgement.family != self._family:
+            raise ValueError(f"a lesson's comparisons are one family: this ledger holds a family of {self._family}, "
+                             f"this judgement one of {judgement.family}. Give judge_spread the family's size.")
+        self._family = judgement.family
+        notes = [f"one family of {judgement.family} comparisons (Bonferroni); Pitman–Morgan interval of the ratio of "
+                 f"standard deviations over seeds, paired by seed; margin: a factor of {judgement.margin:g}"]
+        if judgement.budget:
+            notes.append(f"to settle it: {judgement.budget}")
+        return self._add(Claim(claim, source, cell, "measured", ours, paper, f"sd(A)/sd(B) {judgement}",
+                               judgement.verdict, "; ".join(notes)))
 
     def exact(self, claim: str, *, ours: Any, expected: Any, source: str, cell: str, paper: str = "",
               shown: Optional[str] = None, note: str = "") -> Claim:

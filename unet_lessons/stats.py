@@ -47,6 +47,12 @@ A direction the interval settles comes first: an interval above 0 but inside the
 A deterministic effect (every seed changes the same items by the same amount, so the seed terms
 vanish) is reported as counts, not as an interval: :func:`item_counts`, judged by an exact sign
 test over the items that changed.
+
+**A spread** ("the branch steadies training": arm A varies less from seed to seed than arm B) is a
+claim about variances, not means: :func:`judge_spread` gives the Pitman–Morgan interval of the
+ratio of the two arms' standard deviations over seeds, paired by seed (exact for normal seed
+means), at the family's Bonferroni level; ``judge(..., others=n)`` counts such comparisons in the
+family's size.
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ from scipy import stats as scipy_stats
 
 __all__ = ["VERDICTS", "FIGURES", "Interval", "CrossedInterval", "ItemCounts", "Judgement", "bootstrap_interval",
            "paired_difference", "crossed_interval", "variance_components", "is_deterministic", "item_counts",
-           "verdict", "judge", "seeds_needed", "items_needed", "simulate_differences", "FEW_ITEMS", "LEVEL", "POWER",
+           "verdict", "judge", "judge_spread", "SpreadJudgement", "seeds_needed", "items_needed", "simulate_differences", "FEW_ITEMS", "LEVEL", "POWER",
            "FEWEST_SEEDS"]
 
 #: The closed list of verdicts, shown everywhere verdicts are shown.
@@ -441,25 +447,28 @@ def _budget(interval: CrossedInterval, margin: float) -> str:
             f"{interval.seeds} seeds, would give an {POWER * 100:.0f} % chance of {goal}")
 
 
-def judge(differences: Mapping[str, np.ndarray], margins: Mapping[str, float], *, level: float = LEVEL
-          ) -> dict[str, Judgement]:
+def judge(differences: Mapping[str, np.ndarray], margins: Mapping[str, float], *, level: float = LEVEL,
+          others: int = 0) -> dict[str, Judgement]:
     """Judge a lesson's family of comparisons together, each with its stated margin.
 
     Args:
         differences: comparison name -> d[s, i] of A - B (A the arm the claim favours), shape (seeds, items).
         margins: comparison name -> delta, the margin of practical relevance in the score's units.
         level: the family-wise coverage.
+        others: the family's further comparisons judged elsewhere (:func:`judge_spread`), counted in its size.
 
     Returns:
-        comparison name -> :class:`Judgement`, with the family size k = ``len(differences)``.
+        comparison name -> :class:`Judgement`, with the family size k = ``len(differences) + others``.
     """
+    if others < 0:
+        raise ValueError(f"others counts further comparisons of the family, at least 0; got {others}.")
     missing = set(differences) - set(margins)
     if missing:
         raise ValueError(f"every comparison needs a stated margin of practical relevance; none for {sorted(missing)}.")
     negative = sorted(name for name, margin in margins.items() if margin < 0)
     if negative:
         raise ValueError(f"a margin is a size, at least 0; negative for {negative}.")
-    family = len(differences)
+    family = len(differences) + others
     judged = {}
     for name, d in differences.items():
         margin = float(margins[name])
@@ -481,6 +490,95 @@ def judge(differences: Mapping[str, np.ndarray], margins: Mapping[str, float], *
         budget = _budget(interval, margin) if result == "inconclusive at this budget" else ""
         judged[name] = Judgement(name, result, interval, None, margin, family, budget)
     return judged
+
+
+@dataclass(frozen=True)
+class SpreadJudgement:
+    """A spread comparison, judged: is arm A steadier from seed to seed than arm B?
+
+    Args:
+        name: the comparison's key.
+        verdict: one of :data:`VERDICTS` ("reproduced": A's spread is smaller).
+        ratio: sd(A) / sd(B) over the seed means.
+        low, high: its family-wise Pitman–Morgan interval.
+        seeds: S, the seeds (pairs).
+        correlation: the correlation of A's and B's seed means over the seeds.
+        margin: equivalent when the interval lies inside [1 / margin, margin] (a factor, > 1).
+        family: the family size k.
+        budget: what would settle an undecided comparison, or "".
+    """
+
+    name: str
+    verdict: str
+    ratio: float
+    low: float
+    high: float
+    seeds: int
+    correlation: float
+    margin: float
+    family: int
+    budget: str = ""
+
+    def __str__(self) -> str:
+        return (f"sd ratio {self.ratio:.2f} [{self.low:.2f}, {self.high:.2f}] ({self.seeds} seeds, "
+                f"k={self.family})")
+
+
+def _spread_interval(variance_ratio: float, correlation: float, seeds: int, alpha: float) -> tuple[float, float]:
+    """Pitman–Morgan: the interval of sigma_a^2 / sigma_b^2 from paired samples, by inverting the t test of
+    corr(A + cB, A - cB) = 0, which holds when c^2 is the true ratio."""
+    t = _t(1 - alpha / 2, seeds - 2)
+    k = 1 + 2 * (1 - correlation ** 2) * t ** 2 / (seeds - 2)
+    root = math.sqrt(k * k - 1)
+    return variance_ratio * (k - root), variance_ratio * (k + root)
+
+
+def judge_spread(name: str, a: Sequence[float], b: Sequence[float], *, margin: float, family: int,
+                 level: float = LEVEL, limit: int = 200) -> SpreadJudgement:
+    """Judge whether arm A varies less across seeds than arm B, from their seed means paired by seed.
+
+    Args:
+        name: the comparison's key.
+        a, b: the per-seed mean scores of A (the arm the claim calls steadier) and B, one per seed, same order.
+        margin: a factor > 1: a ratio of standard deviations inside [1 / margin, margin] does not matter.
+        family: the size of the lesson's family (Bonferroni: each interval at 1 - (1 - level) / family).
+        level: the family-wise coverage.
+        limit: the most seeds the budget line looks at.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 3:
+        raise ValueError(f"a and b must be one mean per seed, paired, at least 3 seeds; got shapes {a.shape}, {b.shape}.")
+    if margin <= 1:
+        raise ValueError(f"margin is a factor above 1 (e.g. 2: standard deviations within a factor of 2); got {margin}.")
+    if family < 1:
+        raise ValueError(f"family must be at least 1; got {family}.")
+    var_a, var_b = a.var(ddof=1), b.var(ddof=1)
+    if var_a == 0 or var_b == 0:
+        raise ValueError("an arm's seed means are all equal: its spread is 0, and a ratio of spreads is undefined.")
+    correlation = float(np.corrcoef(a, b)[0, 1])
+    alpha = (1 - level) / family
+    low, high = (math.sqrt(v) for v in _spread_interval(var_a / var_b, correlation, len(a), alpha))
+    ratio = math.sqrt(var_a / var_b)
+    if high < 1:
+        result = "reproduced"
+    elif low > 1:
+        result = "contradicted at this budget"
+    elif 1 / margin < low and high < margin:
+        result = "equivalent at this budget"
+    else:
+        result = "inconclusive at this budget"
+    budget = ""
+    if result == "inconclusive at this budget":
+        settles = (lambda lo, hi: hi < 1 or lo > 1) if not 1 / margin < ratio < margin else \
+            (lambda lo, hi: 1 / margin < lo and hi < margin)
+        needed = next((n for n in range(len(a) + 1, limit + 1)
+                       if settles(*(math.sqrt(v) for v in _spread_interval(var_a / var_b, correlation, n, alpha)))),
+                      None)
+        goal = "inside the margin" if 1 / margin < ratio < margin else "that excludes 1"
+        budget = (f"if the spreads and their correlation stayed as measured, about {needed} seeds would give an interval "
+                  f"{goal}" if needed else f"more than {limit} seeds would be needed for an interval {goal}") + \
+            " (more for an 80 % chance: spreads from few seeds are noisy themselves)"
+    return SpreadJudgement(name, result, ratio, low, high, len(a), correlation, float(margin), family, budget)
 
 
 def simulate_differences(rng: np.random.Generator, *, seeds: int, items: int, mean: float, seed_sd: float,

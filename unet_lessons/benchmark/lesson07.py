@@ -36,7 +36,7 @@ from .declare import Arm, Benchmark
 
 TABLE = "07_autoencoder_regularization.csv"
 METRIC = "dice"
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2, 3, 4)
 REGIONS = ("wt", "tc", "et")
 TRAIN_POOL = list(range(3000, 3016))
 SHARED = dict(volume=48, test_volumes=list(range(7000, 7012)), width=8, blocks_down=[1, 2, 2, 4],
