@@ -66,6 +66,29 @@ def _non_finite(values: np.ndarray) -> tuple[int, int]:
     return int(values.size - np.count_nonzero(finite)), int(np.count_nonzero(np.isnan(values)))
 
 
+def _wrap(text: str, font, draw, limit: Optional[float] = None) -> list[str]:
+    """``text`` in lines no wider than ``limit`` pixels (one line when ``limit`` is None), broken at " · ", then
+    at spaces; a single word wider than the limit keeps its own line."""
+    if limit is None or draw.textlength(text, font=font) <= limit:
+        return [text]
+    lines: list[str] = []
+    for part in text.split(" · "):
+        candidate = f"{lines[-1]} · {part}" if lines else part
+        if lines and draw.textlength(candidate, font=font) <= limit:
+            lines[-1] = candidate
+            continue
+        current = ""
+        for word in part.split(" "):
+            trial = f"{current} {word}" if current else word
+            if current and draw.textlength(trial, font=font) > limit:
+                lines.append(current)
+                current = word
+            else:
+                current = trial
+        lines.append(current)
+    return lines
+
+
 class SliceViewer:
     """Slice through a volume, its label and one or more predictions.
 
@@ -334,7 +357,11 @@ class SliceViewer:
         line, margin, gap = 20, 76, 8                    # a text line; room for the row labels; above the legend
         heading = " · ".join(part for part in (self.title, f"channel: {self.channel_names[state['channel']]}"
                                                                 if len(self.image) > 1 else None) if part)
-        top = line * (2 if heading else 1)               # the title and the panel names
+        draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+        # The heading is drawn whole: the canvas widens for it up to twice the panels' width, and beyond that
+        # it breaks at its " · " separators (or words), so that no title is cut at the edge.
+        heading_lines = _wrap(heading, font, draw) if heading else []
+        top = line * (len(heading_lines) + 1)            # the title lines and the panel names
         items = self._legend(errors, missing=bool(self.missing[state["channel"]]))
         indices = self._montage_slices(AXES[axis], count)
         room = max_height - top - gap - 2 * line - (count - 1) * _SEPARATOR  # assume two legend lines
@@ -343,7 +370,6 @@ class SliceViewer:
             rows = [self.render(axis=axis, index=int(i), **state) for i in indices]
         finally:
             self.display_size = saved_size
-        draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
         widths = [draw.textlength(text, font=font) + 30 for text, _, _ in items]
 
         def legend_rows(width: int) -> list[list[int]]:
@@ -360,18 +386,25 @@ class SliceViewer:
         def total_height(row_height: int, width: int) -> int:
             return top + count * row_height + (count - 1) * _SEPARATOR + gap + line * len(legend_rows(width))
 
+        heading_width = max((draw.textlength(text, font=font) for text in heading_lines), default=0.0)
         width = max(margin + rows[0].shape[1], 360)
+        if heading_width + 8 > width - margin:           # too wide beside the row labels: start at the left edge
+            heading_lines = _wrap(heading, font, draw, limit=max(width, 2 * rows[0].shape[1]) - 8)
+            heading_width = max(draw.textlength(text, font=font) for text in heading_lines)
+            top = line * (len(heading_lines) + 1)
+            width = max(width, int(heading_width) + 12)
+        heading_x = margin if heading_width + 8 <= width - margin else 4
         if total_height(rows[0].shape[0], width) > max_height:  # even one voxel per pixel is too tall: shrink
             spare = max_height - total_height(0, width)
             scale = spare / (count * rows[0].shape[0])
             size = (max(1, int(rows[0].shape[1] * scale)), max(1, int(rows[0].shape[0] * scale)))
             rows = [np.asarray(Image.fromarray(r).resize(size, Image.NEAREST)) for r in rows]
-            width = max(margin + rows[0].shape[1], 360)
+            width = max(margin + rows[0].shape[1], 360, int(heading_width) + 12)
         height = rows[0].shape[0]
         canvas = Image.new("RGB", (width, total_height(height, width)), "white")
         draw = ImageDraw.Draw(canvas)
-        if heading:
-            draw.text((margin, 2), heading, fill="black", font=font)
+        for n, text in enumerate(heading_lines):
+            draw.text((heading_x, 2 + n * line), text, fill="black", font=font)
         panels = self._panels()
         panel_width = (rows[0].shape[1] - _SEPARATOR * (len(panels) - 1)) / len(panels)
         for p, (name, _) in enumerate(panels):
