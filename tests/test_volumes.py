@@ -4,7 +4,8 @@ import torch
 
 from unet_lessons.metrics import best_intensity_dice
 from unet_lessons.data.volumes import (BRATS_CLASSES, MODALITIES, ORGAN_CLASSES, SyntheticBraTS3D, SyntheticOrgans3D,
-                                       brats_regions, make_brats_volume, make_organ_volume)
+                                       brats_regions, make_brats_volume, make_brats_volumes, make_organ_volume,
+                                       normalize_brain, scanner_shift)
 
 
 def test_organ_volume_shapes_types_and_classes():
@@ -114,3 +115,30 @@ def test_make_brats_volumes_stacks_normalised_volumes_in_seed_order():
         image, label = make_brats_volume(24, seed=seed)
         np.testing.assert_array_equal(images[n], normalize_brain(image))
         np.testing.assert_array_equal(labels[n], label)
+
+
+def test_tumour_size_scales_the_tumour_and_leaves_the_rest_of_the_volume_drawn_alike():
+    image, label = make_brats_volume(32, seed=5, enhancing=True)
+    same_image, same_label = make_brats_volume(32, seed=5, enhancing=True, tumour_size=1.0)
+    assert np.array_equal(image, same_image) and np.array_equal(label, same_label)
+    _, small = make_brats_volume(32, seed=5, enhancing=True, tumour_size=0.55)
+    assert 0 < (small == 3).sum() < 0.5 * (label == 3).sum()
+    with pytest.raises(ValueError, match="tumour_size"):
+        make_brats_volume(32, seed=5, tumour_size=0.0)
+
+
+def test_scanner_shift_changes_the_contrast_inside_the_head_only():
+    image, _ = make_brats_volume(32, seed=1)
+    shifted = scanner_shift(image, seed=1)
+    head = image != 0
+    assert np.array_equal(shifted != 0, head)  # zero outside the head stays zero, the head stays non-zero
+    assert np.array_equal(shifted, scanner_shift(image, seed=1)) and not np.array_equal(shifted, scanner_shift(image, seed=2))
+    ratio = shifted[head] / image[head]
+    assert ratio.std() > 0.1  # a field and a gamma, not a constant factor
+    assert np.allclose(scanner_shift(image, seed=1, bias=0.0, gamma=1.0), image, atol=1e-6)
+    normalised, _ = make_brats_volumes(32, [1], shift={})  # the volume's seed is the shift's; default settings
+    np.testing.assert_allclose(normalised[0], normalize_brain(shifted), atol=1e-5)
+    with pytest.raises(ValueError, match="C, D, H, W"):
+        scanner_shift(image[0], seed=1)
+    with pytest.raises(ValueError, match="bias"):
+        scanner_shift(image, seed=1, gamma=0.0)
