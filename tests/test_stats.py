@@ -161,6 +161,12 @@ def test_the_budget_that_would_settle_a_comparison():
     interval = crossed_interval(items_noisy)
     assert interval.low < 0 and seeds_needed(interval) is None and items_needed(interval) > 12
     assert "no number of seeds alone at 12 items" in judge({"x": items_noisy}, {"x": 0.001})["x"].budget
+    # With more items the item noise shrinks, and seeds can settle it again; more items never need more seeds.
+    assert seeds_needed(interval, items=400) is not None and seeds_needed(interval, items=400) <= 200
+    seeds_noisy_interval = crossed_interval(seeds_noisy)
+    assert seeds_needed(seeds_noisy_interval, items=48) <= seeds_needed(seeds_noisy_interval)
+    with pytest.raises(ValueError, match="items"):
+        seeds_needed(interval, items=1)
 
 
 def test_one_run_is_described_not_judged():

@@ -410,13 +410,17 @@ def _smallest(fits, low: int, limit: int) -> Optional[int]:
     return low
 
 
-def seeds_needed(interval: CrossedInterval, effect: Optional[float] = None, *, limit: int = 200) -> Optional[int]:
-    """The smallest number of seeds, at the same items, that gives the interval about a :data:`POWER` chance of
-    excluding 0 if the true difference were ``effect`` (default: the one measured) and the variance components
-    the ones estimated (rough themselves with few seeds); ``None`` beyond ``limit``. For equivalence within a
-    margin, pass ``effect = margin - |mean|``."""
+def seeds_needed(interval: CrossedInterval, effect: Optional[float] = None, *, items: Optional[int] = None,
+                 limit: int = 200) -> Optional[int]:
+    """The smallest number of seeds, at the same items (or ``items`` of them), that gives the interval about a
+    :data:`POWER` chance of excluding 0 if the true difference were ``effect`` (default: the one measured) and the
+    variance components the ones estimated (rough themselves with few seeds); ``None`` beyond ``limit``. For
+    equivalence within a margin, pass ``effect = margin - |mean|``."""
     effect = abs(interval.mean if effect is None else effect)
-    return _smallest(lambda seeds: _needed_half_width(interval.components, seeds, interval.items, interval.level)
+    items = interval.items if items is None else items
+    if items < 2:
+        raise ValueError(f"items must be at least 2; got {items}.")
+    return _smallest(lambda seeds: _needed_half_width(interval.components, seeds, items, interval.level)
                      < effect, 2, limit)
 
 
