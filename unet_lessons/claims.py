@@ -150,7 +150,7 @@ class ClaimLedger:
                  f"standard deviations over seeds, paired by seed; margin: a factor of {judgement.margin:g}"]
         if judgement.budget:
             notes.append(f"to settle it: {judgement.budget}")
-        return self._add(Claim(claim, source, cell, "measured", ours, paper, f"sd(A)/sd(B) {judgement}",
+        return self._add(Claim(claim, source, cell, "measured", ours, paper, str(judgement),
                                judgement.verdict, "; ".join(notes)))
 
     def exact(self, claim: str, *, ours: Any, expected: Any, source: str, cell: str, paper: str = "",

@@ -524,7 +524,7 @@ class SpreadJudgement:
     budget: str = ""
 
     def __str__(self) -> str:
-        return (f"sd ratio {self.ratio:.2f} [{self.low:.2f}, {self.high:.2f}] ({self.seeds} seeds, "
+        return (f"sd(A)/sd(B) {self.ratio:.2f} [{self.low:.2f}, {self.high:.2f}] ({self.seeds} seeds, "
                 f"k={self.family})")
 
 
