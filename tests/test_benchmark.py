@@ -272,6 +272,9 @@ def test_keep_stored_trains_only_the_changed_arm_and_the_new_seed(tmp_path, monk
     kept = [row for row in again.rows if row["arm"] == "base" and int(row["seed"]) < 2]
     assert kept == [row for row in first.rows if row["arm"] == "base"]
     assert again.seeds == [0, 1, 2] and again.hashes["fine-tuned"] != first.hashes["fine-tuned"]
+    # the header says which rows are older than this run, and which table they came from
+    assert again.facts["kept"].startswith("2 units kept from the table made at commit ")
+    assert "base: seeds 0, 1" in again.facts["kept"] and "fine-tuned" not in again.facts["kept"]
     # without keep_stored the whole table is trained again
     trained.clear()
     run_benchmark(tiny_benchmark(child_lr=0.02), results=tmp_path / "c", runs=tmp_path / "c-runs", progress=False)

@@ -117,6 +117,27 @@ class _Units:
         return unit_rows(arm.name, seed, scores, per_seed), summary
 
 
+def _kept_fact(source_facts: dict, rows: list[dict]) -> str:
+    """What the header says of rows kept from an earlier run: which units, and the commit that made them.
+
+    A partial file passes on the note it was given; a stored table is named by its own commit and date."""
+    if not rows:
+        return ""
+    if "kept" in source_facts:
+        return source_facts["kept"]
+    if "commit" not in source_facts:  # a partial file of this same run's code: nothing older is kept
+        return ""
+    units: dict[str, set] = {}
+    for row in rows:
+        units.setdefault(row["arm"], set()).add(int(row["seed"]))
+    listed = "; ".join(f"{arm}: seeds {', '.join(map(str, sorted(seeds)))}" for arm, seeds in units.items())
+    restamped = "; that table's header had been re-stamped (its git history says how)" if "restamped" in source_facts \
+        else ""
+    return (f"{sum(map(len, units.values()))} units kept from the table made at commit {source_facts['commit']} on "
+            f"{source_facts.get('date', 'an unknown date')}, their arms' hashes and fingerprints unchanged "
+            f"({listed}){restamped}")
+
+
 def _resumable_rows(source: Path, stamps: Sequence[ArmStamp], units: set) -> tuple[list[dict], float, str]:
     """The rows of the finished units in ``source`` that this run can keep, the seconds spent on them, and why.
 
@@ -176,6 +197,7 @@ def run_benchmark(benchmark: Benchmark, *, seeds: Optional[Sequence[int]] = None
     order = [(arm, seed) for arm in benchmark.ordered_arms() for seed in seeds]
     source = path if keep_stored and not partial.exists() else partial
     rows, earlier, note = _resumable_rows(source, stamps, {(arm.name, seed) for arm, seed in order})
+    kept = _kept_fact(read_table(source).facts, rows) if rows else ""
     if note:
         say(note)
     done = {(row["arm"], int(row["seed"])) for row in rows}
@@ -192,11 +214,12 @@ def run_benchmark(benchmark: Benchmark, *, seeds: Optional[Sequence[int]] = None
             say(summary)
             spent = earlier + time.perf_counter() - start
             write_table(partial, stamps, _in_table_order(rows, benchmark),
-                        facts={"benchmark seconds": f"{spent:.0f}", "partial": "yes"})
+                        facts={"benchmark seconds": f"{spent:.0f}", "partial": "yes", **({"kept": kept} if kept else {})})
             bar.update(1)
     seconds = earlier + time.perf_counter() - start
     final = _in_table_order(rows, benchmark)
-    write_table(path, stamps, final, facts=current_facts(path.parent, seconds), columns=table_columns(final))
+    facts = {**current_facts(path.parent, seconds), **({"kept": kept} if kept else {})}
+    write_table(path, stamps, final, facts=facts, columns=table_columns(final))
     partial.unlink(missing_ok=True)
     say(f"wrote {path} ({len(final)} rows) in {seconds:.0f} s")
     return path
