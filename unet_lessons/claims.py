@@ -104,6 +104,13 @@ class ClaimLedger:
         self.claims: list[Claim] = []
         self._family: Optional[int] = None
 
+    def _join_family(self, family: int, fix: str) -> None:
+        """Every comparison of a ledger is judged in one family of the same size; ``fix`` says how to mend a mismatch."""
+        if self._family is not None and family != self._family:
+            raise ValueError(f"a lesson's comparisons are one family: this ledger holds a family of {self._family}, "
+                             f"this judgement one of {family}. {fix}")
+        self._family = family
+
     def compare(self, claim: str, judgement: Judgement, *, source: str, cell: str, ours: str, paper: str = "",
                 unit: str = "Dice") -> Claim:
         """Record the claim "A scores higher than B", judged over every stored seed and held-out item.
@@ -118,10 +125,7 @@ class ClaimLedger:
         if not isinstance(judgement, Judgement):
             raise TypeError("compare takes a Judgement from unet_lessons.stats.judge (every stored seed and item, "
                             f"the lesson's family); got {type(judgement).__name__}.")
-        if self._family is not None and judgement.family != self._family:
-            raise ValueError(f"a lesson's comparisons are one family: this ledger holds a family of {self._family}, "
-                             f"this judgement one of {judgement.family}. Judge them in one call of stats.judge.")
-        self._family = judgement.family
+        self._join_family(judgement.family, "Judge them in one call of stats.judge.")
         notes = [f"one family of {judgement.family} comparisons (Bonferroni); margin ±{judgement.margin:g} {unit}"]
         if judgement.interval is not None and judgement.verdict in ("reproduced", "contradicted at this budget") \
                 and max(abs(judgement.interval.low), abs(judgement.interval.high)) < judgement.margin:
@@ -142,10 +146,7 @@ class ClaimLedger:
         if not isinstance(judgement, SpreadJudgement):
             raise TypeError("compare_spread takes a SpreadJudgement from unet_lessons.stats.judge_spread; got "
                             f"{type(judgement).__name__}.")
-        if self._family is not None and judgement.family != self._family:
-            raise ValueError(f"a lesson's comparisons are one family: this ledger holds a family of {self._family}, "
-                             f"this judgement one of {judgement.family}. Give judge_spread the family's size.")
-        self._family = judgement.family
+        self._join_family(judgement.family, "Give judge_spread the family's size.")
         notes = [f"one family of {judgement.family} comparisons (Bonferroni); Pitman–Morgan interval of the ratio of "
                  f"standard deviations over seeds, paired by seed; margin: a factor of {judgement.margin:g}"]
         if judgement.budget:

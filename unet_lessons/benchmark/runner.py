@@ -138,8 +138,9 @@ def _kept_fact(source_facts: dict, rows: list[dict]) -> str:
             f"({listed}){restamped}")
 
 
-def _resumable_rows(source: Path, stamps: Sequence[ArmStamp], units: set) -> tuple[list[dict], float, str]:
-    """The rows of the finished units in ``source`` that this run can keep, the seconds spent on them, and why.
+def _resumable_rows(source: Path, stamps: Sequence[ArmStamp], units: set) -> tuple[list[dict], float, str, str]:
+    """The rows of the finished units in ``source`` that this run can keep, the seconds spent on them, why, and
+    the header's ``kept`` fact for them (:func:`_kept_fact`).
 
     ``source`` is the partial file of an interrupted run, or a stored table (``keep_stored``). An
     arm's rows are kept only when its resolved-settings hash, its parent and its fingerprint
@@ -147,11 +148,11 @@ def _resumable_rows(source: Path, stamps: Sequence[ArmStamp], units: set) -> tup
     are those the source recorded; otherwise the training seconds of the kept units.
     """
     if not source.exists():
-        return [], 0.0, ""
+        return [], 0.0, "", ""
     try:
         table = read_table(source)
     except Exception as error:  # noqa: BLE001 - an unreadable partial file is started over, and said so
-        return [], 0.0, f"{source.name} is unreadable ({type(error).__name__}); starting over"
+        return [], 0.0, f"{source.name} is unreadable ({type(error).__name__}); starting over", ""
     matching = set()
     for stamp in stamps:
         stored = table.fingerprints.get(stamp.name)
@@ -170,7 +171,7 @@ def _resumable_rows(source: Path, stamps: Sequence[ArmStamp], units: set) -> tup
     why = f"keeping {len(kept)} finished units from {source.name}"
     if changed:
         why += f"; made by other code or settings, or new, so trained again: {', '.join(changed)}"
-    return rows, seconds, why
+    return rows, seconds, why, _kept_fact(table.facts, rows)
 
 
 def run_benchmark(benchmark: Benchmark, *, seeds: Optional[Sequence[int]] = None,
@@ -196,8 +197,7 @@ def run_benchmark(benchmark: Benchmark, *, seeds: Optional[Sequence[int]] = None
     stamps = arm_stamps(benchmark, data)  # hashes and fingerprints: three training steps per arm
     order = [(arm, seed) for arm in benchmark.ordered_arms() for seed in seeds]
     source = path if keep_stored and not partial.exists() else partial
-    rows, earlier, note = _resumable_rows(source, stamps, {(arm.name, seed) for arm, seed in order})
-    kept = _kept_fact(read_table(source).facts, rows) if rows else ""
+    rows, earlier, note, kept = _resumable_rows(source, stamps, {(arm.name, seed) for arm, seed in order})
     if note:
         say(note)
     done = {(row["arm"], int(row["seed"])) for row in rows}
