@@ -52,7 +52,6 @@ KNOWN_EXCEPTIONS: dict[str, set[str]] = {
     "01_fcn.ipynb": {"units", "bars", "paths"},
     "02_unet.ipynb": {"units", "bars"},
     "03_unet3d.ipynb": {"units"},
-    "05_unetpp.ipynb": {"units", "bars"},
 }
 
 

@@ -406,3 +406,22 @@ def test_the_command_line_refuses_to_restamp_a_lesson_without_a_matching_rerun(t
     assert main(["04", "--restamp", str(rerun)]) == 1
     assert f"arm '{values[0]}', column 'dice': 1 of 12 rows differ" in capsys.readouterr().err
     assert table_path("04").read_text() == stored
+
+
+def test_lesson05_wide_unet_matches_the_official_codes_parameter_ratio_and_cka_needs_the_seed():
+    from unet_lessons.benchmark import lesson05
+    from unet_lessons.utils import count_parameters
+
+    counts = {arm.name: count_parameters(lesson05.make_model(arm, 0)) for arm in lesson05.ARMS}
+    ratio = counts["wide U-Net"] / counts["UNet++, deep supervision"] - 1
+    assert abs(ratio - (9_282_246 / 9_041_601 - 1)) < 0.002  # 2.8 % here, 2.7 % in the official code
+    model = lesson05.make_model("UNet++, deep supervision", 3)
+    assert model.initial_seed == 3
+    x = torch.randn(1, 1, 32, 32)
+    values = lesson05.concatenation_cka(model, x)
+    assert sorted(values) == sorted([f"cka_L{i}" for i in range(4)] + [f"cka_encoder_L{i}" for i in range(4)])
+    # Level 3 is wired identically: the skip side the network concatenates is X^{3,0} itself.
+    assert values["cka_L3"] == pytest.approx(values["cka_encoder_L3"])
+    del model.initial_seed
+    with pytest.raises(ValueError, match="make_model"):
+        lesson05.cka_scores(model, lesson05.ARM["UNet++, deep supervision"], x)

@@ -306,7 +306,7 @@ def test_viz_never_imports_pyplot():
 
 
 def test_node_grid_is_drawn_from_the_model():
-    from matplotlib.patches import Circle
+    from matplotlib.patches import FancyBboxPatch
 
     from unet_lessons.models import UNetPlusPlus
     from unet_lessons.viz import draw_node_grid, node_grid_data
@@ -318,12 +318,12 @@ def test_node_grid_is_drawn_from_the_model():
     assert by_name["x_1_1"]["channels"] == 8 and by_name["x_1_1"]["spatial"] == (16, 24)
     assert by_name["x_0_2"]["inputs"] == ["x_0_0", "x_0_1", "x_1_1"]
     fig = draw_node_grid(model, (1, 1, 32, 48))
-    circles = [p for p in fig.axes[0].patches if isinstance(p, Circle)]
+    circles = [p for p in fig.axes[0].patches if isinstance(p, FancyBboxPatch)]
     assert len(circles) == 10 and all(c.get_alpha() == 1.0 for c in circles)
     edges = sum(len(r["inputs"]) for r in records)
     assert len([p for p in fig.axes[0].patches if isinstance(p, FancyArrowPatch)]) == edges
     pruned = draw_node_grid(model, (32, 48), pruned=1)
-    faded = [c for c in pruned.axes[0].patches if isinstance(c, Circle) and c.get_alpha() < 1]
+    faded = [c for c in pruned.axes[0].patches if isinstance(c, FancyBboxPatch) and c.get_alpha() < 1]
     assert len(faded) == 10 - 3  # X^{0,0}, X^{1,0}, X^{0,1} remain
     with pytest.raises(TypeError, match="draw_unet"):
         draw_node_grid(UNet(1, 2, depth=2), (32, 32))

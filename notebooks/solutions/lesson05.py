@@ -20,6 +20,22 @@ ANSWERS = {
                   "redundant channels, and it changes when some channels are stretched more than others. So a "
                   "map with 8 channels and one with 16 can be compared directly: CKA compares the geometry of "
                   "the samples, not the channels one by one, and the 16 channels may hold the same information.",
+    "semantic_gap_wiring": "Section 4's 'at init' columns: before any training, UNet++'s nested node already reads about "
+                           "0.14 at level 1 and 0.39 at level 2 against the upsampled map, while U-Net's encoder map "
+                           "reads about 0. The nested node X^{i,3-i} reads U(X^{i+1,2-i}), and its partner "
+                           "U(X^{i+1,3-i}) is computed from a node that read X^{i+1,2-i} too: both sides come from the "
+                           "same node below, and two maps computed from a common input are alike even with random "
+                           "weights. That part holds by construction. The comparison 'beyond the wiring' subtracts each "
+                           "network's value at initialisation from its trained value and compares what training added. "
+                           "Level 3 is wired the same in both networks (both concatenate X^{3,0} and U(X^{4,0})): the "
+                           "difference there is how far two separate trainings differ, the noise floor the other "
+                           "differences must be read against; in one stored seed it was 0.27.",
+    "l3_or_l4": "Section 6: L3 - L4 is +0.004 IoU on average over five seeds and five slices, and its family-wise "
+                "interval runs from about -0.012 to +0.019, past the one-point margin on the low side: inconclusive. "
+                "What the data allow: L3 is not worse than L4 by more than about 1.2 IoU points, for about 60 % of "
+                "the multiply-adds. If losing up to 1.2 points is acceptable, deploy L3; to know that it loses less "
+                "than one point, train about 18 seeds (the seeds-needed table). One seed's 0.749 against 0.743 says "
+                "nothing either way: the seeds differ from each other by more than that.",
 }
 
 

@@ -9,7 +9,8 @@ the code. Built in ``notebooks/05_unetpp.ipynb``.
 
 Layout: node ``X^{i,j}`` sits at column ``2j + i`` and row ``i``. Colours follow the
 paper's figure: black for the nodes a U-Net of the same depth has, green for the nested
-nodes, blue dashed for the dense skip connections, red for the deep-supervision heads.
+nodes, blue dashed for the dense skip connections, red for the deep-supervision heads;
+purple for the max-pools and grey for the up-convolutions, with a legend for each.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 from matplotlib.figure import Figure
-from matplotlib.patches import Circle, FancyArrowPatch
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
 
 from ..models.base import check_feature_keys
 from .diagram import meta_copy
@@ -29,8 +31,9 @@ __all__ = ["node_grid_data", "draw_node_grid"]
 BACKBONE_COLOUR = "#222222"   # nodes a U-Net also has
 NESTED_COLOUR = "#2ca02c"     # the nested nodes of the skip pathways
 SKIP_COLOUR = "#1f77b4"       # dense skip connections
-POOL_COLOUR = "#d62728"       # red: down (max-pool); the up arrows are grey
-HEAD_COLOUR = "#d62728"       # deep supervision heads
+POOL_COLOUR = "#9467bd"       # purple: down (max-pool)
+UP_COLOUR = "#7f7f7f"         # grey: up (transposed convolution)
+HEAD_COLOUR = "#d62728"       # red, as in the paper's figure: deep supervision heads
 PRUNED_ALPHA = 0.18
 
 
@@ -81,29 +84,40 @@ def draw_node_grid(model: nn.Module, input_shape: Sequence[int], *, pruned: Opti
             (``i + j > pruned``), as in the paper's Fig. 1c.
         title: figure title.
 
-    Every circle is one node ``X^{i,j}``, labelled with its channels and size. Arrows:
-    red = down (max-pool, then the node's two convolutions), grey = up (transposed
-    convolution), blue dashed = dense skip connections along a row.
+    Every box is one node ``X^{i,j}``, with its channels and size written inside it, where no
+    arrow can cross them. The legend under the grid names every kind of node and arrow:
+    down (max-pool, then the node's two convolutions), up (transposed convolution), dense
+    skip connections along a row, and the deep-supervision heads.
     """
     feats = _meta_features(model, input_shape)
     records = _records(model, feats)
     depth = model.depth
     if pruned is not None and not 1 <= pruned <= depth:
         raise ValueError(f"pruned must be between 1 and the model's depth {depth}; got {pruned}.")
-    position = {r["name"]: (2 * r["j"] + r["i"], -1.3 * r["i"]) for r in records}
+    position = {r["name"]: (2 * r["j"] + r["i"], -1.4 * r["i"]) for r in records}
     alive = {r["name"]: pruned is None or r["i"] + r["j"] <= pruned for r in records}
+    heads = [int(key.split("_")[1]) for key in feats if key.startswith("head_")]
 
-    fig = Figure(figsize=(1.0 * (2 * depth + 1) + 1.4, 1.3 * depth + 2.0), dpi=100)
+    fig = Figure(figsize=(1.05 * (2 * depth + 1) + 1.6, 1.45 * depth + 3.0), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     ax.set_aspect("equal")
     ax.axis("off")
-    radius = 0.36
+    half_width, half_height = 0.68, 0.36
+    boxes = {}
+    for r in records:
+        x, y = position[r["name"]]
+        backbone = r["j"] == 0 or r["i"] + r["j"] == depth
+        boxes[r["name"]] = ax.add_patch(FancyBboxPatch(
+            (x - half_width, y - half_height), 2 * half_width, 2 * half_height, boxstyle="round,pad=0,rounding_size=0.12",
+            facecolor="white", edgecolor=BACKBONE_COLOUR if backbone else NESTED_COLOUR, lw=2.0,
+            alpha=1.0 if alive[r["name"]] else PRUNED_ALPHA, zorder=3))
 
     def arrow(start: str, end: str, colour: str, style: str = "-", rad: float = 0.0) -> None:
         faded = not (alive[start] and alive[end])
         ax.add_patch(FancyArrowPatch(position[start], position[end], arrowstyle="-|>", mutation_scale=9,
-                                     color=colour, linestyle=style, lw=1.2, shrinkA=radius * 72, shrinkB=radius * 72,
-                                     connectionstyle=f"arc3,rad={rad}", alpha=PRUNED_ALPHA if faded else 1.0))
+                                     color=colour, linestyle=style, lw=1.2, patchA=boxes[start], patchB=boxes[end],
+                                     shrinkA=1, shrinkB=1, connectionstyle=f"arc3,rad={rad}",
+                                     alpha=PRUNED_ALPHA if faded else 1.0, zorder=2))
 
     for r in records:
         for source in r["inputs"]:
@@ -111,33 +125,42 @@ def draw_node_grid(model: nn.Module, input_shape: Sequence[int], *, pruned: Opti
             if sj == r["j"] and si == r["i"] - 1:
                 arrow(source, r["name"], POOL_COLOUR)
             elif si == r["i"] + 1:
-                arrow(source, r["name"], "#7f7f7f")
-            else:  # a same-row dense skip; longer ones arc so they do not hide the nodes between
-                arrow(source, r["name"], SKIP_COLOUR, "--", rad=0.0 if r["j"] - sj == 1 else -0.25)
+                arrow(source, r["name"], UP_COLOUR)
+            else:  # a same-row dense skip; longer ones arc above the row so they do not hide the nodes between
+                arrow(source, r["name"], SKIP_COLOUR, "--", rad=0.0 if r["j"] - sj == 1 else -0.22)
     for r in records:
         x, y = position[r["name"]]
-        backbone = r["j"] == 0 or r["i"] + r["j"] == depth
-        colour = BACKBONE_COLOUR if backbone else NESTED_COLOUR
         alpha = 1.0 if alive[r["name"]] else PRUNED_ALPHA
-        ax.add_patch(Circle((x, y), radius, facecolor="white", edgecolor=colour, lw=2.0, alpha=alpha))
-        ax.text(x, y + 0.05, f"$X^{{{r['i']},{r['j']}}}$", ha="center", va="center", fontsize=8, alpha=alpha)
         size = "×".join(str(s) for s in r["spatial"])
-        ax.text(x, y - radius - 0.12, f"{r['channels']}, {size}", ha="center", va="top", fontsize=6,
-                color="#555555", alpha=alpha)
-    for name in (key for key in feats if key.startswith("head_")):
-        j = int(name.split("_")[1])
+        ax.text(x, y + 0.13, f"$X^{{{r['i']},{r['j']}}}$", ha="center", va="center", fontsize=9, alpha=alpha, zorder=4)
+        ax.text(x, y - 0.17, f"{r['channels']} ch, {size}", ha="center", va="center", fontsize=7, color="#333333",
+                alpha=alpha, zorder=4)
+    # The long dense skips of the top row arc up to about a quarter of their span: the heads reach above them.
+    head_top = 0.22 * 2 * depth / 2 + 0.55
+    for j in heads:
         x, y = position[f"x_0_{j}"]
         alpha = 1.0 if pruned is None or j <= pruned else PRUNED_ALPHA
-        ax.annotate("", xy=(x, y + 0.95), xytext=(x, y + radius), alpha=alpha,
-                    arrowprops=dict(arrowstyle="-|>", color=HEAD_COLOUR, lw=1.4, alpha=alpha))
-        ax.text(x, y + 1.0, f"head {j}", ha="center", va="bottom", fontsize=7, color=HEAD_COLOUR, alpha=alpha)
+        ax.annotate("", xy=(x, y + head_top), xytext=(x, y + half_height), alpha=alpha,
+                    arrowprops=dict(arrowstyle="-|>", color=HEAD_COLOUR, lw=1.6, alpha=alpha))
+        ax.text(x, y + head_top + 0.08, f"head {j}", ha="center", va="bottom", fontsize=8, color=HEAD_COLOUR,
+                alpha=alpha, bbox=dict(facecolor="white", edgecolor="none", pad=1.0, alpha=alpha))
     xs = [p[0] for p in position.values()]
     ys = [p[1] for p in position.values()]
-    ax.set_xlim(min(xs) - 0.8, max(xs) + 0.8)
-    ax.set_ylim(min(ys) - 0.9, max(ys) + 1.5)
+    ax.set_xlim(min(xs) - 0.9, max(xs) + 0.9)
+    ax.set_ylim(min(ys) - 0.6, max(ys) + head_top + 0.6)
+    legend = [Patch(facecolor="white", edgecolor=BACKBONE_COLOUR, lw=2, label="node a U-Net of this depth also has"),
+              Patch(facecolor="white", edgecolor=NESTED_COLOUR, lw=2, label="nested node (UNet++'s skip pathways)"),
+              Line2D([], [], color=POOL_COLOUR, lw=1.4, label="2×2 max-pool, then the node's two 3×3 convs"),
+              Line2D([], [], color=UP_COLOUR, lw=1.4, label="2×2 up-convolution (transposed)"),
+              Line2D([], [], color=SKIP_COLOUR, lw=1.4, ls="--", label="dense skip: concatenated into the node")]
+    if heads:
+        legend.append(Line2D([], [], color=HEAD_COLOUR, lw=1.6, label="deep-supervision head: 1×1 conv to the classes"))
+    if pruned is not None:
+        legend.append(Patch(facecolor="white", edgecolor=BACKBONE_COLOUR, alpha=PRUNED_ALPHA, lw=2,
+                            label=f"faded: not computed by the network pruned to L{pruned}"))
+    fig.legend(handles=legend, loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     if title is None:
         size = "×".join(str(s) for s in records[0]["spatial"])
         title = f"UNet++ L{depth if pruned is None else pruned}: nodes and connections, input {size}"
     ax.set_title(title, fontsize=10)
     return fig
-
