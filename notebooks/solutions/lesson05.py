@@ -34,7 +34,7 @@ ANSWERS = {
                 "interval runs from about -0.012 to +0.019, past the one-point margin on the low side: inconclusive. "
                 "What the data allow: L3 is not worse than L4 by more than about 1.2 IoU points, for about 60 % of "
                 "the multiply-adds. If losing up to 1.2 points is acceptable, deploy L3; to know that it loses less "
-                "than one point, train about 18 seeds (the seeds-needed table). One seed's 0.749 against 0.743 says "
+                "than one point, train about 18 seeds (the seeds-needed table). A single seed in which L3 scores above L4 says "
                 "nothing either way: the seeds differ from each other by more than that.",
 }
 
