@@ -425,3 +425,27 @@ def test_lesson05_wide_unet_matches_the_official_codes_parameter_ratio_and_cka_n
     del model.initial_seed
     with pytest.raises(ValueError, match="make_model"):
         lesson05.cka_scores(model, lesson05.ARM["UNet++, deep supervision"], x)
+
+
+def test_lesson03_the_2d_arm_is_matched_to_the_3d_arm_in_field_parameters_and_compute():
+    from unet_lessons.benchmark import lesson03
+    from unet_lessons.summary import model_summary
+    from unet_lessons.utils import count_parameters
+    from unet_lessons.viz import layer_specs, textbook_receptive_field
+
+    measured = {}
+    for name in ("3D, dense labels", "2D slice by slice, matched"):
+        settings = lesson03.ARM[name].settings
+        model = lesson03.make_model(name, 0)
+        shape = (settings["batch"], 1, *[settings["patch"]] * settings["dims"])
+        measured[name] = (textbook_receptive_field(layer_specs(model.deepest_path()))[-1]["r"],
+                          count_parameters(model), model_summary(model, shape).mult_adds)
+    (field_3d, params_3d, adds_3d), (field_2d, params_2d, adds_2d) = measured.values()
+    assert field_3d == field_2d == 44
+    assert abs(params_2d / params_3d - 1) < 0.01 and abs(adds_2d / adds_3d - 1) < 0.05
+    # The 2D arm reads whole axial slices of the training volumes, with the 3D arms' normalisation.
+    images = np.zeros((2, 1, 4, 8, 8), dtype=np.float32)
+    slices, labels = lesson03.axial_slices(images, np.zeros((2, 4, 8, 8), dtype=np.int64))
+    assert slices.shape == (8, 1, 8, 8) and labels.shape == (8, 8, 8)
+    changes = lesson03.slice_changes(torch.tensor([[[[1]], [[1]], [[2]], [[0]]]]))  # one volume, 4 slices of 1 voxel
+    assert changes.tolist() == [0.5]  # foreground from slice 1 on: slices 1 (same) and 2 (changed)

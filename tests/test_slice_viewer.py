@@ -296,3 +296,12 @@ def test_a_long_montage_heading_is_drawn_whole_not_cut_at_the_edge():
     assert dark.any() and not dark[-4:].any(), "the heading runs into the montage's right edge"
     short = SliceViewer(volume, title="v", channel_names=["T1", "T1c", "T2", "FLAIR"], display_size=64).montage(count=2)
     assert montage.shape[1] > short.shape[1] or montage.shape[0] > short.shape[0]
+
+
+def test_the_still_font_has_the_signs_that_headings_use():
+    from unet_lessons.viz.slice_viewer import _still_font
+
+    font = _still_font(13)
+    missing = bytes(font.getmask("\ue000"))  # a private-use character: drawn as the font's missing-glyph box
+    for sign in "×³·–":
+        assert bytes(font.getmask(sign)) != missing, f"{sign!r} is drawn as a missing glyph"

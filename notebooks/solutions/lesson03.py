@@ -25,6 +25,15 @@ ANSWERS = {
                          "voxels and only 2× the channels, so each level holds about a quarter of the level above.",
     "labelled_fraction": "Three families of k planes: 3k·s² voxels, minus 3k²·s for the lines where two families "
                          "cross (counted twice), plus k³ for the points where all three cross, over s³.",
+    "matching_2d_3d": "The claim is about the third axis, so everything else should be equal: the receptive field "
+                      "in-plane (what each output pixel sees within its slice), the parameters (capacity) and the "
+                      "multiply-adds per training step (the compute budget, with the same number of steps). With "
+                      "the earlier arm's extra level the 2D network saw 96 pixels in-plane against the 3D network's "
+                      "44 voxels and had 1.5 times the parameters: a difference in score would mix the third axis "
+                      "with a larger field and a larger network, and could favour 2D for reasons that have nothing "
+                      "to do with slices. The one difference left is the context along D: 44 voxels for the 3D "
+                      "network, one slice for the 2D one. It cannot be matched, because it is what is being "
+                      "compared; what we can say is that the 2D network's per-voxel cost is spent in-plane instead.",
 }
 
 

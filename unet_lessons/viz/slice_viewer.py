@@ -66,6 +66,13 @@ def _non_finite(values: np.ndarray) -> tuple[int, int]:
     return int(values.size - np.count_nonzero(finite)), int(np.count_nonzero(np.isnan(values)))
 
 
+def _still_font(size: int):
+    """DejaVu Sans, which matplotlib ships: PIL's default font has no "×" or "³", which headings use."""
+    from matplotlib import font_manager
+
+    return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+
+
 def _wrap(text: str, font, draw, limit: Optional[float] = None) -> list[str]:
     """``text`` in lines no wider than ``limit`` pixels (one line when ``limit`` is None), broken at " · ", then
     at spaces; a single word wider than the limit keeps its own line."""
@@ -353,7 +360,7 @@ class SliceViewer:
         state.setdefault("channel", self.channel)
         errors = self.label is not None and bool(self.predictions)
         state.setdefault("error_map", "both" if errors else False)
-        font = ImageFont.load_default(size=13)
+        font = _still_font(13)
         line, margin, gap = 20, 76, 8                    # a text line; room for the row labels; above the legend
         heading = " · ".join(part for part in (self.title, f"channel: {self.channel_names[state['channel']]}"
                                                                 if len(self.image) > 1 else None) if part)
