@@ -51,7 +51,6 @@ OUTPUT_CHECKS = {
 KNOWN_EXCEPTIONS: dict[str, set[str]] = {
     "01_fcn.ipynb": {"units", "bars", "paths"},
     "02_unet.ipynb": {"units", "bars"},
-    "03_unet3d.ipynb": {"units"},
 }
 
 
