@@ -449,3 +449,30 @@ def test_lesson03_the_2d_arm_is_matched_to_the_3d_arm_in_field_parameters_and_co
     assert slices.shape == (8, 1, 8, 8) and labels.shape == (8, 8, 8)
     changes = lesson03.slice_changes(torch.tensor([[[[1]], [[1]], [[2]], [[0]]]]))  # one volume, 4 slices of 1 voxel
     assert changes.tolist() == [0.5]  # foreground from slice 1 on: slices 1 (same) and 2 (changed)
+
+
+def test_the_commit_fact_says_whether_the_package_itself_held_uncommitted_changes(tmp_path):
+    import subprocess
+
+    from unet_lessons.benchmark.table import _commit
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "test@example.org")
+    git("config", "user.name", "test")
+    (tmp_path / "unet_lessons").mkdir()
+    (tmp_path / "notebooks" / "results").mkdir(parents=True)
+    (tmp_path / "unet_lessons" / "code.py").write_text("x = 1\n")
+    (tmp_path / "notebooks" / "lesson.txt").write_text("prose\n")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    results = tmp_path / "notebooks" / "results"       # the runner asks from the results folder
+    head = _commit(results)
+    assert len(head) >= 7 and " " not in head
+    (tmp_path / "notebooks" / "lesson.txt").write_text("more prose\n")
+    assert _commit(results) == f"{head}; the package as committed, uncommitted changes to 1 other files"
+    (tmp_path / "unet_lessons" / "code.py").write_text("x = 2\n")
+    assert _commit(results) == f"{head} with uncommitted changes to the package (unet_lessons/code.py)"
+    assert _commit(Path("/")) == "unknown"

@@ -145,18 +145,36 @@ def current_facts(where: Path, seconds: float) -> dict[str, str]:
             "threads": str(torch.get_num_threads()), "benchmark seconds": f"{seconds:.0f}"}
 
 
+#: The folder of the code a benchmark runs: uncommitted changes there mean the table was not made by the commit.
+PACKAGE_FOLDER = "unet_lessons/"
+
+
 def _commit(where: Path) -> str:
-    """The short commit of the checkout at ``where``, marked when its tracked files hold uncommitted changes
-    (the code that ran is then not the commit's); ``"unknown"`` outside a checkout."""
+    """The short commit of the checkout at ``where``, and what of it was not committed when the table was made.
+
+    Uncommitted changes to the package (``unet_lessons/``) mean the code that ran is not the commit's, and
+    are named; changes elsewhere (a notebook, a test) leave the code that ran as committed, and are said
+    so. ``"unknown"`` outside a checkout.
+    """
     where = where if where.is_dir() else where.parent
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
                               cwd=where).stdout.strip()
+        # Porcelain paths are relative to the repository's root, wherever git runs.
         changes = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                 text=True, timeout=10, cwd=where).stdout.strip()
+                                 text=True, timeout=10, cwd=where).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return (f"{head} with uncommitted changes" if changes else head) if head else "unknown"
+    if not head:
+        return "unknown"
+    paths = sorted(line[3:].split(" -> ")[-1].strip('"') for line in changes if line.strip())
+    package = [path for path in paths if path.startswith(PACKAGE_FOLDER)]
+    if package:
+        listed = ", ".join(package[:3]) + (f" and {len(package) - 3} more" if len(package) > 3 else "")
+        return f"{head} with uncommitted changes to the package ({listed})"
+    if paths:
+        return f"{head}; the package as committed, uncommitted changes to {len(paths)} other files"
+    return head
 
 
 def header_lines(facts: dict[str, str], stamps: Sequence[ArmStamp]) -> list[str]:
