@@ -476,3 +476,22 @@ def test_the_commit_fact_says_whether_the_package_itself_held_uncommitted_change
     (tmp_path / "unet_lessons" / "code.py").write_text("x = 2\n")
     assert _commit(results) == f"{head} with uncommitted changes to the package (unet_lessons/code.py)"
     assert _commit(Path("/")) == "unknown"
+
+
+def test_a_child_fcn_starts_from_its_parents_learnt_weights_and_builds_its_own_fixed_upsampler():
+    from unet_lessons.benchmark import handed_down_state
+    from unet_lessons.models import FCN
+
+    torch.manual_seed(0)
+    fcn32 = FCN(3, variant="32s", width=2, fc_width=8, norm="batch")
+    fcn16 = FCN(3, variant="16s", width=2, fc_width=8, norm="batch")
+    handed = handed_down_state(fcn32)
+    assert "upscore.weight" in fcn32.state_dict() and "upscore.weight" not in handed  # fixed ×32: never learnt
+    assert any("running_mean" in k for k in handed)  # buffers (batch norm statistics) are handed down
+    # The whole state, fixed upsampler included, is refused: the child has no ×32 upsampler.
+    with pytest.raises(ValueError, match="upscore.weight"):
+        load_parent_weights(fcn16, fcn32.state_dict(), arm="FCN-16s", parent="FCN-32s")
+    left = load_parent_weights(fcn16, handed, arm="FCN-16s", parent="FCN-32s")
+    assert sorted(left) == sorted(k for k in fcn16.state_dict() if k not in handed)
+    assert all(k.startswith(("upscore2", "score_pool4", "upscore16")) for k in left)
+    assert torch.equal(fcn16.state_dict()["score_fr.weight"], fcn32.state_dict()["score_fr.weight"])

@@ -50,14 +50,14 @@ What a declaration can say, with one short example each:
 
 from __future__ import annotations
 
-from .declare import LESSONS, Arm, Benchmark, first_test_item, load_benchmark, load_parent_weights
+from .declare import LESSONS, Arm, Benchmark, first_test_item, handed_down_state, load_benchmark, load_parent_weights
 from .resolve import arm_stamps, check_table, fingerprints, resolved_hashes, stale_arms
 from .restamp import restamp
 from .runner import run_benchmark
 from .table import (RESULTS_ENV, ArmStamp, Fingerprint, StoredTable, read_table, results_directory, table_path,
                     write_table)
 
-__all__ = ["Arm", "Benchmark", "LESSONS", "load_benchmark", "first_test_item", "load_parent_weights",
+__all__ = ["Arm", "Benchmark", "LESSONS", "load_benchmark", "first_test_item", "handed_down_state", "load_parent_weights",
            "StoredTable", "ArmStamp", "Fingerprint", "read_table", "write_table", "table_path", "results_directory",
            "RESULTS_ENV", "resolved_hashes", "fingerprints", "arm_stamps", "check_table", "stale_arms",
            "run_benchmark", "restamp"]

@@ -16,7 +16,8 @@ import torch.nn as nn
 
 from ..train import TrainConfig
 
-__all__ = ["Arm", "Benchmark", "LESSONS", "first_test_item", "load_benchmark", "load_parent_weights"]
+__all__ = ["Arm", "Benchmark", "LESSONS", "first_test_item", "handed_down_state", "load_benchmark",
+           "load_parent_weights"]
 
 #: ``score(model, arm, data)`` -> ``{held-out set: {metric: per-item values}}``.
 ScoreFunction = Callable[[nn.Module, "Arm", dict], Mapping[str, Mapping[str, Sequence[float]]]]
@@ -137,6 +138,18 @@ class Benchmark:
         return chain
 
 
+def handed_down_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What a trained arm passes to its child arms: its ``state_dict`` without the parameters it kept fixed.
+
+    A fixed parameter (``requires_grad=False``, such as FCN-32s's bilinear ×32 upsampler) was never
+    learnt, so there is nothing of the parent's training in it, and a child builds its own fixed
+    layers where it needs them (FCN-16s upsamples ×16, not ×32). Learnt weights and buffers (batch
+    norm statistics) are handed down.
+    """
+    fixed = {name for name, parameter in model.named_parameters() if not parameter.requires_grad}
+    return {name: value.detach().clone() for name, value in model.state_dict().items() if name not in fixed}
+
+
 def load_parent_weights(model: nn.Module, parent_state: Mapping[str, torch.Tensor], *, arm: str,
                         parent: str) -> list[str]:
     """Start ``model`` (arm ``arm``) from the trained weights of arm ``parent``.
@@ -147,7 +160,7 @@ def load_parent_weights(model: nn.Module, parent_state: Mapping[str, torch.Tenso
 
     Args:
         model: the child arm's freshly built network.
-        parent_state: the parent's trained ``state_dict`` (same seed).
+        parent_state: the parent's trained weights (same seed), as :func:`handed_down_state` gives them.
         arm, parent: the two arms' names, for the message.
 
     Returns:

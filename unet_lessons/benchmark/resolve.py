@@ -34,7 +34,7 @@ import torch.nn as nn
 
 from ..runs import describe
 from ..train import PredictionCollapseWarning, fit
-from .declare import Arm, Benchmark, LESSONS, item_values, load_benchmark, load_parent_weights
+from .declare import Arm, Benchmark, LESSONS, handed_down_state, item_values, load_benchmark, load_parent_weights
 from .table import ArmStamp, Fingerprint, StoredTable, fingerprint_differences
 
 __all__ = ["LOSS_RTOL", "SCORE_ATOL", "FINGERPRINT_STEPS", "simple_settings", "data_digest", "weights_digest",
@@ -182,7 +182,7 @@ def _stamp(benchmark: Benchmark, data: Mapping[str, Any], *, fingerprint: Sequen
                 continue
             model, batches, loss, config = built
             if arm.parent:
-                load_parent_weights(model, models[arm.parent].state_dict(), arm=arm.name, parent=arm.parent)
+                load_parent_weights(model, handed_down_state(models[arm.parent]), arm=arm.name, parent=arm.parent)
             history = fit(model, batches, loss, dataclasses.replace(config, steps=FINGERPRINT_STEPS, progress=False))
             models[arm.name] = model
             if arm.name in wanted:

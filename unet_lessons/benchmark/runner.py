@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ..runs import SavedRun, run_directory, saved_runs
 from ..train import PredictionCollapseWarning, fit
-from .declare import Arm, Benchmark, item_values, load_parent_weights
+from .declare import Arm, Benchmark, handed_down_state, item_values, load_parent_weights
 from .resolve import LOSS_RTOL, SCORE_ATOL, arm_stamps, weights_digest
 from .table import (ArmStamp, current_facts, fingerprint_differences, read_table, results_directory, table_columns,
                     unit_rows, write_table)
@@ -89,7 +89,7 @@ class _Units:
             with contextlib.redirect_stdout(io.StringIO()):
                 saved_run.save(history)
         if arm.name in self.parents:
-            self.states[arm.name, seed] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.states[arm.name, seed] = handed_down_state(model)
         return model, history, config, loaded
 
     def parent_state(self, parent: str, seed: int) -> dict:
