@@ -142,3 +142,13 @@ def test_scanner_shift_changes_the_contrast_inside_the_head_only():
         scanner_shift(image[0], seed=1)
     with pytest.raises(ValueError, match="bias"):
         scanner_shift(image, seed=1, gamma=0.0)
+
+
+def test_make_organ_volumes_stacks_the_volumes_in_seed_order():
+    from unet_lessons.data import make_organ_volumes
+
+    images, labels = make_organ_volumes(24, [3, 1], num_classes=2)
+    for n, seed in enumerate([3, 1]):
+        image, label = make_organ_volume(24, seed=seed, num_classes=2)
+        assert np.array_equal(images[n], image) and np.array_equal(labels[n], label)
+    assert images.shape == (2, 1, 24, 24, 24) and labels.shape == (2, 24, 24, 24)

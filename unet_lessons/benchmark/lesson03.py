@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..data import IGNORE_INDEX, PatchSampler, make_organ_volume, sparsify_labels
+from ..data import IGNORE_INDEX, PatchSampler, make_organ_volumes, sparsify_labels
 from ..inference import predict_slicewise
 from ..losses import DiceCELoss
 from ..metrics import dice_per_class
@@ -53,16 +53,10 @@ ARMS = (
 ARM = {arm.name: arm for arm in ARMS}
 
 
-def make_volumes(seeds) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 1, 64, 64, 64) and labels (N, 64, 64, 64) of the organ task, one volume per seed."""
-    pairs = [make_organ_volume(SHARED["volume"], seed=seed) for seed in seeds]
-    return np.stack([image for image, _ in pairs]), np.stack([label for _, label in pairs])
-
-
 def make_data() -> dict[str, Any]:
     """The 16 training volumes with dense and sparse labels, and the 12 held-out ones."""
-    train_images, train_labels = make_volumes(SHARED["train_volumes"])
-    test_images, test_labels = make_volumes(SHARED["test_volumes"])
+    train_images, train_labels = make_organ_volumes(SHARED["volume"], SHARED["train_volumes"])
+    test_images, test_labels = make_organ_volumes(SHARED["volume"], SHARED["test_volumes"])
     sparse = sparsify_labels(train_labels, SHARED["sparse_slices_per_axis"], seed=0)
     return dict(train_images=train_images, train_labels=train_labels, sparse_labels=sparse,
                 test_images=test_images, test_labels=test_labels)

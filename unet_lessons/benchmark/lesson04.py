@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..data import PatchSampler, make_organ_volume
+from ..data import PatchSampler, make_organ_volumes
 from ..losses import SampleBalancedCrossEntropy, SoftDiceLoss
 from ..metrics import dice_per_class
 from ..models import VNet
@@ -56,13 +56,9 @@ _DEPTHS = {4: ((1, 2, 3, 3, 3), (3, 3, 2, 1)), 3: ((1, 2, 3, 3), (3, 2, 1))}
 
 def make_data() -> dict[str, Any]:
     """Training and test volumes (N, 1, 64, 64, 64) with their labels (N, 64, 64, 64)."""
-    def volumes(seeds):
-        pairs = [make_organ_volume(SHARED["volume"], seed=s, num_classes=2,
-                                   foreground_fraction=SHARED["foreground_fraction"]) for s in seeds]
-        return np.stack([image for image, _ in pairs]), np.stack([label for _, label in pairs])
-
-    train_images, train_labels = volumes(SHARED["train_volumes"])
-    test_images, test_labels = volumes(SHARED["test_volumes"])
+    options = dict(num_classes=2, foreground_fraction=SHARED["foreground_fraction"])
+    train_images, train_labels = make_organ_volumes(SHARED["volume"], SHARED["train_volumes"], **options)
+    test_images, test_labels = make_organ_volumes(SHARED["volume"], SHARED["test_volumes"], **options)
     return dict(train_images=train_images, train_labels=train_labels, test_images=test_images,
                 test_labels=test_labels, fraction=float(train_labels.mean()))
 

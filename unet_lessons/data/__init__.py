@@ -39,7 +39,7 @@ from .shapes import SHAPE_CLASSES, SyntheticShapes2D, make_shapes_2d, make_shape
 from .sparse import IGNORE_INDEX, sparsify_labels
 from .synthetic import SyntheticCells2D, make_cells_2d
 from .volumes import (BRATS_CLASSES, BRATS_REGIONS, MODALITIES, ORGAN_CLASSES, SyntheticBraTS3D, SyntheticOrgans3D,
-                      brats_regions, make_brats_volume, make_brats_volumes, make_organ_volume, normalize_brain,
+                      brats_regions, make_brats_volume, make_brats_volumes, make_organ_volume, make_organ_volumes, normalize_brain,
                       scanner_shift)
 
 # ``isbi`` is imported on first use: importing it here would put it in sys.modules before
@@ -82,6 +82,7 @@ __all__ = [
     "make_organ_volume",
     "make_brats_volume",
     "make_brats_volumes",
+    "make_organ_volumes",
     "brats_regions",
     "normalize_brain",
     "scanner_shift",

@@ -370,6 +370,20 @@ def scanner_shift(image: np.ndarray, *, seed: int, bias: float = 0.5, gamma: flo
     return out
 
 
+def make_organ_volumes(shape: Shape, seeds: Sequence[int], **volume_options) -> tuple[np.ndarray, np.ndarray]:
+    """Several :func:`make_organ_volume` volumes, stacked.
+
+    Args:
+        shape, seeds: the volumes' shape and one seed each.
+        **volume_options: passed to :func:`make_organ_volume` (``num_classes``, ``foreground_fraction`` …).
+
+    Returns:
+        images (N, C, *S) float32 and labels (N, *S), in the order of ``seeds``.
+    """
+    pairs = [make_organ_volume(shape, seed=seed, **volume_options) for seed in seeds]
+    return np.stack([image for image, _ in pairs]), np.stack([label for _, label in pairs])
+
+
 def make_brats_volumes(shape: Shape, seeds: Sequence[int], *, shift: Optional[dict] = None,
                        **volume_options) -> tuple[np.ndarray, np.ndarray]:
     """Several :func:`make_brats_volume` volumes, each modality z-scored over the brain (:func:`normalize_brain`).
