@@ -142,3 +142,17 @@ def test_deep_supervision_trains_with_fit():
                   TrainConfig(steps=60, lr=1e-2, progress=False, device="cpu", collapse_check=False))
     assert history["loss"][-1] < 0.5 * history["loss"][0]
     assert DeepSupervisionLoss(DiceCELoss(ignore_index=-1)).ignore_index == -1
+
+
+def test_skip_pairs_of_a_forward_pass_are_the_nested_node_and_the_upsampled_node_below():
+    torch.manual_seed(0)
+    model = UNetPlusPlus(1, 2, features=(4, 8, 16), deep_supervision=True).eval()
+    x = torch.randn(1, 1, 16, 16)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        pairs = model.skip_pairs_of(feats)
+        assert list(pairs) == list(model.skip_pairs(x)) == ["level 0", "level 1"]
+        for i, (skip, up) in enumerate(pairs.values()):  # depth 2: the decoder node X^{i,2-i}
+            j = model.depth - i
+            assert torch.equal(skip, feats[f"x_{i}_{j - 1}"])
+            assert torch.equal(up, model.ups[f"x_{i}_{j}"](feats[f"x_{i + 1}_{j - 1}"]))

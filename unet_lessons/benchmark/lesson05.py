@@ -125,10 +125,11 @@ def concatenation_cka(model: nn.Module, x: torch.Tensor) -> dict[str, float]:
     its own encoder map ``X^{i,0}`` against the same upsampled map (what the nested nodes changed).
     """
     model.eval()
-    pairs = model.skip_pairs(x)
+    nested = isinstance(model, UNetPlusPlus)
+    features = model.forward_features(x) if nested else None  # one pass gives both the pairs and X^{i,0}
+    pairs = model.skip_pairs_of(features) if nested else model.skip_pairs(x)
     values = {f"cka_L{i}": linear_cka(skip, up) for i, (skip, up) in enumerate(pairs.values())}
-    if isinstance(model, UNetPlusPlus):
-        features = model.forward_features(x)
+    if nested:
         values.update({f"cka_encoder_L{i}": linear_cka(features[f"x_{i}_0"], up)
                        for i, (_, up) in enumerate(pairs.values())})
     return values
@@ -151,13 +152,16 @@ def held_out_scores(model: nn.Module, arm: Arm, data: dict) -> dict[str, dict[st
     """Per held-out slice: the segmentation scores, the pruned heads' Dice (deep supervision), and CKA."""
     inputs, labels = held_out_inputs(data), torch.from_numpy(data["test_labels"])
     model.eval()
-    scores = segmentation_scores(predict(model, inputs, batch_size=1).argmax(1), labels)
     if getattr(model, "deep_supervision", False):
-        heads = [model.forward_features(x[None]) for x in inputs]
-        for k in range(1, model.depth + 1):
-            prediction = torch.cat([features[f"head_{k}"] for features in heads]).argmax(1)
-            head = segmentation_scores(prediction, labels)
+        # One pass per slice gives every head; the deepest is what predict() returns, so it is not run again.
+        passes = [model.forward_features(x[None]) for x in inputs]
+        heads = {k: segmentation_scores(torch.cat([f[f"head_{k}"] for f in passes]).argmax(1), labels)
+                 for k in range(1, model.depth + 1)}
+        scores = dict(heads[model.depth])
+        for k, head in heads.items():
             scores[f"dice_L{k}"], scores[f"iou_L{k}"] = head["dice"], head["iou"]
+    else:
+        scores = segmentation_scores(predict(model, inputs, batch_size=1).argmax(1), labels)
     scores.update(cka_scores(model, arm, inputs))
     return {"test": scores}
 

@@ -105,7 +105,11 @@ class UNetPlusPlus(SegmentationModel):
         """At each decoder node ``X^{i,L-i}`` (the nodes a U-Net of the same depth also has): the
         nearest same-row node ``X^{i,L-i-1}``, which is what the dense skip pathway delivers after
         its convolutions, and ``Up(X^{i+1,L-i-1})``."""
-        feats = self.forward_features(x)
+        return self.skip_pairs_of(self.forward_features(x))
+
+    @torch.no_grad()
+    def skip_pairs_of(self, feats: "OrderedDict[str, torch.Tensor]") -> "OrderedDict[str, tuple[torch.Tensor, torch.Tensor]]":
+        """:meth:`skip_pairs` from the maps of a :meth:`forward_features` pass already made (no second pass)."""
         pairs: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         for i in range(self.depth):
             j = self.depth - i
