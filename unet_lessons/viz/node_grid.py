@@ -35,6 +35,7 @@ POOL_COLOUR = "#9467bd"       # purple: down (max-pool)
 UP_COLOUR = "#7f7f7f"         # grey: up (transposed convolution)
 HEAD_COLOUR = "#d62728"       # red, as in the paper's figure: deep supervision heads
 PRUNED_ALPHA = 0.18
+SKIP_ARC = 0.22               # a dense skip longer than one step arcs by this fraction of its span (arc3's rad)
 
 
 def _indices(name: str) -> tuple[int, int]:
@@ -127,7 +128,7 @@ def draw_node_grid(model: nn.Module, input_shape: Sequence[int], *, pruned: Opti
             elif si == r["i"] + 1:
                 arrow(source, r["name"], UP_COLOUR)
             else:  # a same-row dense skip; longer ones arc above the row so they do not hide the nodes between
-                arrow(source, r["name"], SKIP_COLOUR, "--", rad=0.0 if r["j"] - sj == 1 else -0.22)
+                arrow(source, r["name"], SKIP_COLOUR, "--", rad=0.0 if r["j"] - sj == 1 else -SKIP_ARC)
     for r in records:
         x, y = position[r["name"]]
         alpha = 1.0 if alive[r["name"]] else PRUNED_ALPHA
@@ -135,8 +136,9 @@ def draw_node_grid(model: nn.Module, input_shape: Sequence[int], *, pruned: Opti
         ax.text(x, y + 0.13, f"$X^{{{r['i']},{r['j']}}}$", ha="center", va="center", fontsize=9, alpha=alpha, zorder=4)
         ax.text(x, y - 0.17, f"{r['channels']} ch, {size}", ha="center", va="center", fontsize=7, color="#333333",
                 alpha=alpha, zorder=4)
-    # The long dense skips of the top row arc up to about a quarter of their span: the heads reach above them.
-    head_top = 0.22 * 2 * depth / 2 + 0.55
+    # The longest dense skip of the top row spans 2·depth columns and its arc rises SKIP_ARC / 2 of that (the
+    # apex of arc3's curve): the heads reach above it.
+    head_top = SKIP_ARC * depth + 0.55
     for j in heads:
         x, y = position[f"x_0_{j}"]
         alpha = 1.0 if pruned is None or j <= pruned else PRUNED_ALPHA
