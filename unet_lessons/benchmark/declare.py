@@ -190,7 +190,7 @@ def item_values(values: Any) -> np.ndarray:
 
 
 #: Lesson number -> the module of this package that declares its benchmark.
-LESSONS = {"03": "lesson03", "04": "lesson04", "05": "lesson05", "06": "lesson06", "07": "lesson07"}
+LESSONS = {"01": "lesson01", "03": "lesson03", "04": "lesson04", "05": "lesson05", "06": "lesson06", "07": "lesson07"}
 
 
 def load_benchmark(lesson: str) -> Benchmark:
