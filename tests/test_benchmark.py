@@ -495,3 +495,23 @@ def test_a_child_fcn_starts_from_its_parents_learnt_weights_and_builds_its_own_f
     assert sorted(left) == sorted(k for k in fcn16.state_dict() if k not in handed)
     assert all(k.startswith(("upscore2", "score_pool4", "upscore16")) for k in left)
     assert torch.equal(fcn16.state_dict()["score_fr.weight"], fcn32.state_dict()["score_fr.weight"])
+
+
+def test_lesson01_each_skip_and_its_control_see_the_same_batches_and_the_fixed_arms_freeze_their_x2():
+    from unet_lessons.benchmark import lesson01
+
+    rng = np.random.default_rng(0)
+    data = {"train_images": rng.random((12, 3, 128, 128), dtype=np.float32),
+            "train_labels": rng.integers(0, 5, (12, 128, 128))}
+    first = {name: next(iter(lesson01.make_sampler(lesson01.ARM[name], 3, data)))[0]
+             for name in ("FCN-32s", "FCN-16s", "FCN-32s, continued", "FCN-8s", "FCN-16s, continued")}
+    assert torch.equal(first["FCN-16s"], first["FCN-32s, continued"])     # the pool4 skip and its control
+    assert torch.equal(first["FCN-8s"], first["FCN-16s, continued"])      # the pool3 skip and its control
+    assert not torch.equal(first["FCN-32s"], first["FCN-16s"])            # each stage draws new batches
+    for name, frozen in [("FCN-8s", False), ("FCN-8s, fixed ×2", True), ("FCN-16s, fixed ×2", True)]:
+        model = lesson01.make_model(name, 0)
+        ups = [model.upscore2] + ([model.upscore_pool4] if model.variant == "8s" else [])
+        assert all(up.weight.requires_grad != frozen for up in ups), name
+    steps = {arm.name: sum(a.settings["steps"] for a in lesson01.BENCHMARK.lineage(arm)) for arm in lesson01.ARMS}
+    assert steps["FCN-16s"] == steps["FCN-32s, continued"] and steps["FCN-8s"] == steps["FCN-16s, continued"]
+    assert steps["FCN-8s"] == steps["FCN-8s, at once"] == steps["FCN-8s, fixed ×2"] == 600

@@ -17,7 +17,9 @@ from unet_lessons.models.fcn import (
     VGGEncoder,
     convolutionalize,
     make_upsample,
+    stride_ceiling,
     transplant,
+    upsample_matrix,
 )
 from unet_lessons.utils import count_parameters
 from unet_lessons.viz import draw_fcn, figure_to_png
@@ -289,3 +291,51 @@ def test_draw_fcn_odd_input_and_seed():
     texts = _texts(seed)
     assert "deconv1 /16\n512\n14²" in texts and "deconv5 /1\n32\n224²" in texts and "21\n224²" in texts
     assert not any(isinstance(p, Circle) for p in seed.axes[0].patches)
+
+
+# ----- what an output stride allows at best -----------------------------------------------------
+@pytest.mark.parametrize("factor", [2, 3, 8, 32])
+def test_upsample_matrix_is_the_fixed_bilinear_layer_along_each_axis(factor):
+    x = torch.randn(2, 1, 3, 5, generator=torch.Generator().manual_seed(factor))
+    layer = make_upsample(1, factor, learnable=False)
+    matrix_form = upsample_matrix(3, factor) @ x @ upsample_matrix(5, factor).T
+    torch.testing.assert_close(matrix_form, layer(x))
+
+
+def _disc_and_bar(size=64):
+    """A disc of radius 10 (class 1) and a 2-pixel bar (class 2) on background."""
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    labels = torch.zeros(1, size, size, dtype=torch.int64)
+    labels[0][(yy - 20) ** 2 + (xx - 20) ** 2 <= 100] = 1
+    labels[0, 45:47, 8:56] = 2
+    return labels
+
+
+def test_stride_ceiling_at_stride_1_is_the_label_and_the_fit_beats_the_area_average():
+    labels = _disc_and_bar()
+    assert torch.equal(stride_ceiling(labels, 3, 1), labels)
+    area = stride_ceiling(labels, 3, 16)
+    fitted = stride_ceiling(labels, 3, 16, fit_steps=100, lr=0.3)
+    assert area.shape == fitted.shape == labels.shape and area.dtype == torch.int64
+    # Area-averaged, the 2-pixel bar has an eighth of every 16-pixel cell it crosses: it never wins the argmax.
+    assert not (area == 2).any()
+    iou = lambda p, c: float(((p == c) & (labels == c)).sum() / ((p == c) | (labels == c)).sum())  # noqa: E731
+    # The disc fills under half of most cells on its rim: its shares lose them, fitted scores win them back.
+    assert iou(area, 1) < 0.4 and iou(fitted, 1) > 0.8
+    # At stride 8 the fit wins part of the bar, which the shares never place.
+    assert not (stride_ceiling(labels, 3, 8) == 2).any() and iou(stride_ceiling(labels, 3, 8, fit_steps=100, lr=0.3), 2) > 0
+    # The area map is the upsampled class shares, argmaxed: built by hand with the 2D layer.
+    shares = F.avg_pool2d(F.one_hot(labels, 3).permute(0, 3, 1, 2).float(), 16)
+    by_hand = make_upsample(3, 16, learnable=False)(shares).argmax(1)
+    assert torch.equal(by_hand, area)
+
+
+@pytest.mark.parametrize("labels, stride, message", [
+    (torch.zeros(64, 64, dtype=torch.int64), 16, "labels\\[None\\]"),
+    (torch.zeros(1, 64, 64), 16, "int64"),
+    (torch.zeros(1, 60, 64, dtype=torch.int64), 16, "multiple of the output stride 16"),
+    (torch.full((1, 32, 32), 3, dtype=torch.int64), 8, "0 … 2"),
+])
+def test_stride_ceiling_refuses_bad_labels_naming_the_fix(labels, stride, message):
+    with pytest.raises(ValueError, match=message):
+        stride_ceiling(labels, 3, stride)

@@ -138,6 +138,23 @@ def test_show_images_grid():
         show_images(images, ["only one title"])
 
 
+def test_show_images_colours_label_maps_by_class_and_names_them_in_one_legend():
+    label = np.array([[0, 1], [2, 4]])
+    only_classes_0_and_2 = np.array([[0, 2], [2, 0]])
+    fig = show_images([np.random.rand(2, 2), label, only_classes_0_and_2], cmap=["gray", "tab10", "tab10"],
+                      class_names=["background", "disc", "bar", "cross", "star"])
+    panels = [ax for ax in fig.axes if ax.images]
+    # Every label panel maps class c to tab10's c-th colour, whatever classes the panel holds.
+    for ax in panels[1:]:
+        assert ax.images[0].get_clim() == (-0.5, 9.5)
+    assert panels[0].images[0].get_clim() != (-0.5, 9.5)
+    (legend,) = fig.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["background", "disc", "bar", "cross", "star"]
+    assert np.allclose(legend.get_patches()[2].get_facecolor()[:3], panels[1].images[0].cmap(2 / 10 + 0.05)[:3])
+    with pytest.raises(ValueError, match="10 colours"):
+        show_images([label], cmap="tab10", class_names=[str(i) for i in range(11)])
+
+
 def test_figure_to_png_bytes_and_size():
     fig = Figure(figsize=(3, 2), dpi=100)
     fig.add_subplot().plot([0, 1], [1, 0])

@@ -48,6 +48,8 @@ __all__ = [
     "FCN32sSeed",
     "make_upsample",
     "FCN",
+    "stride_ceiling",
+    "upsample_matrix",
 ]
 
 SEED_CHANNELS = (512, 512, 256, 128, 64, 32)
@@ -160,6 +162,80 @@ def make_upsample(channels: int, factor: int, *, learnable: bool) -> nn.ConvTran
     with torch.no_grad():
         layer.weight.copy_(bilinear_weight(channels, channels, kernel_size))
     return layer.requires_grad_(learnable)
+
+
+def upsample_matrix(size: int, factor: int) -> torch.Tensor:
+    """The fixed ×``factor`` upsampler of :func:`make_upsample` along one axis, as a matrix (factor·size, size).
+
+    The bilinear kernel is the outer product of a 1D profile with itself, so the 2D layer applied to
+    a map ``x`` (h, w) equals ``upsample_matrix(h, f) @ x @ upsample_matrix(w, f).T``.
+    """
+    kernel = bilinear_weight(1, 1, 2 * factor - factor % 2)[0, 0]  # (k, k) = outer(profile, profile)
+    profile = kernel.sum(1) / kernel.sum().sqrt()
+    basis = torch.eye(size)[:, None, :]  # (size, 1, size): one input position per row
+    columns = F.conv_transpose1d(basis, profile.view(1, 1, -1), stride=factor, padding=factor // 2)
+    return columns[:, 0, :].T.contiguous()  # (factor·size, size)
+
+
+def stride_ceiling(labels: torch.Tensor, num_classes: int, output_stride: int, *, fit_steps: int = 0,
+                   lr: float = 0.1) -> torch.Tensor:
+    """The class maps of a perfect FCN whose last score map has stride ``output_stride``, given the labels.
+
+    Whatever an FCN learns, its output is its last score map, one score per class on an
+    ``output_stride``-pixel grid, upsampled by the fixed bilinear layer of :func:`make_upsample`
+    and argmaxed. So the best it can do on an image is the best such map for that image, and
+    with the label in hand we can look for it:
+
+    * ``fit_steps=0``: each cell's class shares (the one-hot label area-averaged onto the grid).
+      Simple, but not the best map: a class with less than half of every cell it touches never
+      wins the argmax, though a larger score would win it the pixels it covers.
+    * ``fit_steps > 0``: the coarse scores fitted to the label, starting from the log of those
+      shares, by ``fit_steps`` steps of Adam on the cross-entropy of their upsampling. The best
+      map we find, so an estimate of the ceiling from below: a network cannot beat the true
+      ceiling, but it can beat this estimate if the fit stops short.
+
+    Each class map is upsampled on its own, which is what the diagonal weights of the fixed
+    layer do (``make_upsample(num_classes, s)`` equals ``make_upsample(1, s)`` per channel).
+
+    Args:
+        labels: class indices (B, H, W), int64; H and W multiples of ``output_stride``.
+        num_classes: the number of classes ``K``.
+        output_stride: 32, 16 or 8 for FCN-32s, 16s and 8s (any whole number of at least 1).
+        fit_steps: 0 for the area average, else the number of fitting steps.
+        lr: Adam's learning rate for the fit.
+
+    Shape:
+        (B, H, W) -> (B, H, W) int64
+    """
+    if labels.dim() != 3 or labels.dtype != torch.int64:
+        raise ValueError(f"labels must be class indices of shape (B, H, W), int64; got {tuple(labels.shape)} "
+                         f"{labels.dtype}. Add a batch axis with labels[None] or convert with labels.long().")
+    if output_stride < 1 or labels.shape[1] % output_stride or labels.shape[2] % output_stride:
+        raise ValueError(f"the label size {tuple(labels.shape[1:])} must be a multiple of the output stride "
+                         f"{output_stride}, as an FCN's input is (pad or crop the labels first).")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels must lie in 0 … {num_classes - 1}; found {int(labels.min())} … {int(labels.max())}.")
+    # The fixed layer's kernel is the outer product of a 1D bilinear profile, so the layer is the matrix product
+    # M @ coarse @ M.T with M (H, h) the 1D transposed convolution: the same numbers, and fast enough to fit.
+    rows, cols = (upsample_matrix(n // output_stride, output_stride) for n in labels.shape[1:])
+
+    def upsampled(coarse: torch.Tensor) -> torch.Tensor:  # (B, K, h, w) -> (B, K, H, W), each class on its own
+        return rows @ coarse @ cols.T
+
+    shares = F.avg_pool2d(F.one_hot(labels, num_classes).permute(0, 3, 1, 2).float(), output_stride)  # (B, K, h, w)
+    if fit_steps == 0:
+        with torch.no_grad():
+            return upsampled(shares).argmax(1)
+    with torch.enable_grad():
+        scores = torch.log(shares + 1e-3).requires_grad_(True)
+        optimizer = torch.optim.Adam([scores], lr=lr)
+        for _ in range(fit_steps):
+            loss = F.cross_entropy(upsampled(scores), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        return upsampled(scores).argmax(1)
 
 
 def _zero_conv(in_channels: int, out_channels: int) -> nn.Conv2d:

@@ -18,6 +18,7 @@ import math
 from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
+import matplotlib
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
@@ -328,6 +329,7 @@ def show_images(
     colorbar: bool = False,
     vmin: Optional[float] = None,
     vmax: Optional[float] = None,
+    class_names: Optional[Sequence[str]] = None,
 ) -> Figure:
     """A grid of images, e.g. weight maps or a checkerboard comparison.
 
@@ -340,7 +342,13 @@ def show_images(
         ncols: panels per row (default: up to 4).
         colorbar: add a colour bar to each panel.
         vmin, vmax: a shared colour range (default: each panel its own).
+        class_names: for label maps (class indices): the name of each class. Every panel whose colour
+            map is ``"tab10"`` is then coloured class ``c`` = the c-th colour of tab10 whatever the
+            other panels hold, and one legend below the grid names the colours.
     """
+    if class_names is not None and not 1 <= len(class_names) <= 10:
+        raise ValueError(f"class_names colours label maps with tab10, which has 10 colours; got {len(class_names)} "
+                         "names. Show a label map with more classes with another colour map and a colour bar.")
     if isinstance(images, (np.ndarray, torch.Tensor)):
         images = list(_to_numpy(images))
     arrays = []
@@ -369,7 +377,9 @@ def show_images(
         if index >= count:
             ax.set_axis_off()
             continue
-        shown = ax.imshow(arrays[index], cmap=cmaps[index], vmin=vmin, vmax=vmax, interpolation="nearest")
+        is_label_map = class_names is not None and cmaps[index] == "tab10"
+        low, high = (-0.5, 9.5) if is_label_map else (vmin, vmax)  # tab10's c-th colour for class c
+        shown = ax.imshow(arrays[index], cmap=cmaps[index], vmin=low, vmax=high, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         if titles is not None:
@@ -378,4 +388,9 @@ def show_images(
             fig.colorbar(shown, ax=ax, shrink=0.85)
     if suptitle is not None:
         fig.suptitle(suptitle)
+    if class_names is not None:
+        colours = matplotlib.colormaps["tab10"].colors
+        handles = [Patch(facecolor=colours[c], edgecolor="black", linewidth=0.5, label=name)
+                   for c, name in enumerate(class_names)]
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9, frameon=False)
     return fig
