@@ -49,7 +49,6 @@ OUTPUT_CHECKS = {
 }
 #: The older lessons that still hold what OUTPUT_CHECKS finds, and which checks: the lesson issues empty it.
 KNOWN_EXCEPTIONS: dict[str, set[str]] = {
-    "01_fcn.ipynb": {"units", "bars", "paths"},
     "02_unet.ipynb": {"units", "bars"},
 }
 

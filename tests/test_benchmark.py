@@ -55,7 +55,8 @@ def test_every_stored_table_matches_the_code(lesson, monkeypatch):
         f"lesson {lesson}: {len(table.seeds)} stored seeds, {len(benchmark.seeds)} declared; at least {fewest}")
     for held_out in table.held_out_sets:  # a held-out set other than "test" may bring its own labels
         labels = data.get(f"{held_out}_labels", data["test_labels"])
-        items = {len(table.scores(arm.name, seed, held_out=held_out)) for arm in benchmark.arms for seed in table.seeds}
+        items = {len(table.scores(arm.name, seed, benchmark.metric, held_out=held_out))
+                 for arm in benchmark.arms for seed in table.seeds}
         assert items == {len(labels)}, f"every arm and seed is scored on every item of held-out set {held_out!r}"
 
 

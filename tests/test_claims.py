@@ -124,3 +124,22 @@ def test_a_spread_comparison_joins_the_lessons_family():
                               ours="…")
     with pytest.raises(TypeError, match="SpreadJudgement"):
         ledger.compare_spread("again", judge({"a": d}, {"a": 0.02})["a"], source="x", cell="1", ours="…")
+
+
+def test_a_claim_of_no_difference_is_judged_by_the_margin_not_by_zero():
+    rng = np.random.default_rng(1)
+    noise = lambda: rng.normal(0, 0.002, (5, 40))  # noqa: E731
+    family = judge({"tiny": 0.004 + noise(), "large": 0.05 + noise(), "loose": 0.01 + 10 * noise()},
+                   {"tiny": 0.01, "large": 0.01, "loose": 0.01})
+    assert family["tiny"].verdict == "reproduced"            # above 0 ...
+    ledger = ClaimLedger("01")
+    tiny = ledger.compare("A and B do not differ", family["tiny"], source="s", cell="7", ours="…", unit="IoU",
+                          no_difference=True)
+    large = ledger.compare("A and B do not differ", family["large"], source="s", cell="7", ours="…", unit="IoU",
+                           no_difference=True)
+    loose = ledger.compare("A and B do not differ", family["loose"], source="s", cell="7", ours="…", unit="IoU",
+                           no_difference=True)
+    assert tiny.verdict == "equivalent at this budget"        # ... but inside the margin: no difference that matters
+    assert large.verdict == "contradicted at this budget"
+    assert loose.verdict == "inconclusive at this budget"
+    assert "a claim of no difference" in tiny.note and "±0.01 IoU" in tiny.note

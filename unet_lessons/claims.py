@@ -112,7 +112,7 @@ class ClaimLedger:
         self._family = family
 
     def compare(self, claim: str, judgement: Judgement, *, source: str, cell: str, ours: str, paper: str = "",
-                unit: str = "Dice") -> Claim:
+                unit: str = "Dice", no_difference: bool = False) -> Claim:
         """Record the claim "A scores higher than B", judged over every stored seed and held-out item.
 
         Args:
@@ -121,11 +121,18 @@ class ClaimLedger:
             source, cell, paper: see :class:`Claim`.
             ours: our figure as text (the arms' means, the seeds and items).
             unit: the score's unit, for the margin.
+            no_difference: the claim is that A and B do *not* differ in a way that matters ("no significant
+                difference", "an insignificant improvement"). Its verdict is then "equivalent at this
+                budget" when the whole interval lies inside the margin (even if it excludes 0), "contradicted at
+                this budget" when it lies wholly beyond the margin on one side, and inconclusive otherwise: an
+                interval above 0 would read "reproduced" for "A beats B", the opposite of this claim.
         """
         if not isinstance(judgement, Judgement):
             raise TypeError("compare takes a Judgement from unet_lessons.stats.judge (every stored seed and item, "
                             f"the lesson's family); got {type(judgement).__name__}.")
         self._join_family(judgement.family, "Judge them in one call of stats.judge.")
+        if no_difference:
+            return self._no_difference(claim, judgement, source=source, cell=cell, ours=ours, paper=paper, unit=unit)
         notes = [f"one family of {judgement.family} comparisons (Bonferroni); margin ±{judgement.margin:g} {unit}"]
         if judgement.interval is not None and judgement.verdict in ("reproduced", "contradicted at this budget") \
                 and max(abs(judgement.interval.low), abs(judgement.interval.high)) < judgement.margin:
@@ -138,6 +145,25 @@ class ClaimLedger:
             notes.append(f"to settle it: {judgement.budget}")
         return self._add(Claim(claim, source, cell, "measured", ours, paper, f"A−B {judgement}", judgement.verdict,
                                "; ".join(notes)))
+
+    def _no_difference(self, claim: str, judgement: Judgement, *, source: str, cell: str, ours: str, paper: str,
+                       unit: str) -> Claim:
+        """The verdict on "A and B do not differ by more than the margin" (see :meth:`compare`)."""
+        interval, margin = judgement.interval, judgement.margin
+        if interval is None:
+            raise ValueError("a claim of no difference needs an interval (a measured comparison), not item counts.")
+        if -margin < interval.low and interval.high < margin:
+            result = "equivalent at this budget"
+        elif interval.low >= margin or interval.high <= -margin:
+            result = "contradicted at this budget"
+        else:
+            result = "inconclusive at this budget"
+        notes = [f"a claim of no difference: equivalent when the whole interval lies inside ±{margin:g} {unit}, "
+                 f"contradicted when it lies wholly beyond; one family of {judgement.family} comparisons (Bonferroni)"]
+        if interval.seeds < FEWEST_SEEDS:
+            notes.append(f"only {interval.seeds} seeds: below {FEWEST_SEEDS} the interval's error can exceed its level "
+                         f"(lesson 00 measures it)")
+        return self._add(Claim(claim, source, cell, "measured", ours, paper, f"A−B {judgement}", result, "; ".join(notes)))
 
     def compare_spread(self, claim: str, judgement: SpreadJudgement, *, source: str, cell: str, ours: str,
                        paper: str = "") -> Claim:

@@ -22,13 +22,15 @@ def exact_x4_settings(max_kernel: int = 8) -> list[tuple[int, int]]:
             if k - 2 * p == 4 and all(conv_transpose_output_size(n, k, 4, p) == 4 * n for n in (1, 3, 8))]
 
 
-@register("lesson01.vgg16_fields", task="vgg16_receptive_fields() -> {'pool3': r, 'pool4': r, 'pool5': r, 'fc7': r}.",
-          cases=lambda rng: [{}],
-          hint="start from r = 1, j = 1; every layer adds (k - 1)·j, then a stride multiplies j. VGG16 has 2, 2, "
-               "3, 3, 3 convolutions (3×3) before its five 2×2 pools, fc6 is a 7×7 convolution and fc7 a 1×1.")
-def vgg16_receptive_fields() -> dict[str, int]:
+@register("lesson01.vgg_fields", task="vgg_receptive_fields(convs_per_stage) -> {'pool3': r, 'pool4': r, 'pool5': r, "
+          "'fc7': r} for a VGG net with that many 3×3 convolutions before each of its five 2×2 pools.",
+          cases=lambda rng: [{"convs_per_stage": (2, 2, 4, 4, 4)}, {"convs_per_stage": (1, 1, 2, 2, 2)},
+                             {"convs_per_stage": tuple(int(n) for n in rng.integers(1, 5, 5))}],
+          hint="start from r = 1, j = 1; every layer adds (k - 1)·j, then a stride multiplies j. Each stage has its "
+               "3×3 convolutions (stride 1), then a 2×2 pool with stride 2; fc6 is a 7×7 convolution and fc7 a 1×1.")
+def vgg_receptive_fields(convs_per_stage: tuple[int, ...] = (2, 2, 3, 3, 3)) -> dict[str, int]:
     r, j, fields = 1, 1, {}
-    for stage, num_convs in enumerate((2, 2, 3, 3, 3), start=1):
+    for stage, num_convs in enumerate(convs_per_stage, start=1):
         r += num_convs * 2 * j      # 3x3 convs, stride 1
         r += 1 * j                  # 2x2 pool, stride 2
         j *= 2

@@ -49,6 +49,7 @@ __all__ = [
     "make_upsample",
     "FCN",
     "stride_ceiling",
+    "ceiling_scores",
     "upsample_matrix",
 ]
 
@@ -181,6 +182,18 @@ def stride_ceiling(labels: torch.Tensor, num_classes: int, output_stride: int, *
                    lr: float = 0.1) -> torch.Tensor:
     """The class maps of a perfect FCN whose last score map has stride ``output_stride``, given the labels.
 
+    The argmax over the classes of :func:`ceiling_scores` (which explains the two definitions).
+
+    Shape:
+        (B, H, W) -> (B, H, W) int64
+    """
+    return ceiling_scores(labels, num_classes, output_stride, fit_steps=fit_steps, lr=lr).argmax(1)
+
+
+def ceiling_scores(labels: torch.Tensor, num_classes: int, output_stride: int, *, fit_steps: int = 0,
+                   lr: float = 0.1) -> torch.Tensor:
+    """The upsampled scores of a perfect FCN whose last score map has stride ``output_stride``, given the labels.
+
     Whatever an FCN learns, its output is its last score map, one score per class on an
     ``output_stride``-pixel grid, upsampled by the fixed bilinear layer of :func:`make_upsample`
     and argmaxed. So the best it can do on an image is the best such map for that image, and
@@ -190,9 +203,11 @@ def stride_ceiling(labels: torch.Tensor, num_classes: int, output_stride: int, *
       Simple, but not the best map: a class with less than half of every cell it touches never
       wins the argmax, though a larger score would win it the pixels it covers.
     * ``fit_steps > 0``: the coarse scores fitted to the label, starting from the log of those
-      shares, by ``fit_steps`` steps of Adam on the cross-entropy of their upsampling. The best
-      map we find, so an estimate of the ceiling from below: a network cannot beat the true
-      ceiling, but it can beat this estimate if the fit stops short.
+      shares, by ``fit_steps`` steps of Adam on the cross-entropy of their upsampling. The
+      cross-entropy is convex in the coarse scores (the upsampling is linear), so the fit heads
+      for its lowest value; but the map of lowest cross-entropy need not have the highest IoU,
+      so this is the best map we find, an estimate of the ceiling from below: a network cannot
+      beat the true ceiling, but it can beat this estimate.
 
     Each class map is upsampled on its own, which is what the diagonal weights of the fixed
     layer do (``make_upsample(num_classes, s)`` equals ``make_upsample(1, s)`` per channel).
@@ -205,7 +220,7 @@ def stride_ceiling(labels: torch.Tensor, num_classes: int, output_stride: int, *
         lr: Adam's learning rate for the fit.
 
     Shape:
-        (B, H, W) -> (B, H, W) int64
+        (B, H, W) -> (B, K, H, W) float32: the upsampled scores (class shares, or fitted logits).
     """
     if labels.dim() != 3 or labels.dtype != torch.int64:
         raise ValueError(f"labels must be class indices of shape (B, H, W), int64; got {tuple(labels.shape)} "
@@ -225,7 +240,7 @@ def stride_ceiling(labels: torch.Tensor, num_classes: int, output_stride: int, *
     shares = F.avg_pool2d(F.one_hot(labels, num_classes).permute(0, 3, 1, 2).float(), output_stride)  # (B, K, h, w)
     if fit_steps == 0:
         with torch.no_grad():
-            return upsampled(shares).argmax(1)
+            return upsampled(shares)
     with torch.enable_grad():
         scores = torch.log(shares + 1e-3).requires_grad_(True)
         optimizer = torch.optim.Adam([scores], lr=lr)
@@ -235,7 +250,7 @@ def stride_ceiling(labels: torch.Tensor, num_classes: int, output_stride: int, *
             loss.backward()
             optimizer.step()
     with torch.no_grad():
-        return upsampled(scores).argmax(1)
+        return upsampled(scores)
 
 
 def _zero_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
