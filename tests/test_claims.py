@@ -6,7 +6,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from unet_lessons.claims import MIME_TYPE, Claim, ClaimLedger, gather, main
+from unet_lessons.claims import MIME_TYPE, Claim, ClaimLedger, gather, main, no_difference_verdict
 from unet_lessons.stats import judge, judge_spread
 
 
@@ -143,3 +143,5 @@ def test_a_claim_of_no_difference_is_judged_by_the_margin_not_by_zero():
     assert large.verdict == "contradicted at this budget"
     assert loose.verdict == "inconclusive at this budget"
     assert "a claim of no difference" in tiny.note and "±0.01 IoU" in tiny.note
+    assert [no_difference_verdict(family[key]) for key in ("tiny", "large", "loose")] == [
+        tiny.verdict, large.verdict, loose.verdict]

@@ -38,7 +38,7 @@ from typing import Any, Optional, Sequence
 
 from .stats import FEWEST_SEEDS, FIGURES, VERDICTS, Judgement, SpreadJudgement
 
-__all__ = ["Claim", "ClaimLedger", "MIME_TYPE", "gather", "main", "RULE_LINK"]
+__all__ = ["Claim", "ClaimLedger", "MIME_TYPE", "gather", "main", "no_difference_verdict", "RULE_LINK"]
 
 MIME_TYPE = "application/vnd.unet-lessons.claims+json"
 README_START, README_END = "<!-- claims:start -->", "<!-- claims:end -->"
@@ -79,6 +79,23 @@ class Claim:
             raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}.")
         if self.figure not in FIGURES + ("—",):
             raise ValueError(f"figure {self.figure!r} is not one of {FIGURES}.")
+
+
+def no_difference_verdict(judgement: Judgement) -> str:
+    """The verdict on a claim that A and B do *not* differ by more than the judgement's margin.
+
+    "equivalent at this budget" when the whole family-wise interval lies inside (-margin, +margin),
+    even if it excludes 0; "contradicted at this budget" when it lies wholly beyond the margin on one
+    side; "inconclusive at this budget" otherwise. (The judgement's own verdict answers "A beats B".)
+    """
+    interval, margin = judgement.interval, judgement.margin
+    if interval is None:
+        raise ValueError("a claim of no difference needs an interval (a measured comparison), not item counts.")
+    if -margin < interval.low and interval.high < margin:
+        return "equivalent at this budget"
+    if interval.low >= margin or interval.high <= -margin:
+        return "contradicted at this budget"
+    return "inconclusive at this budget"
 
 
 class ClaimLedger:
@@ -149,20 +166,12 @@ class ClaimLedger:
     def _no_difference(self, claim: str, judgement: Judgement, *, source: str, cell: str, ours: str, paper: str,
                        unit: str) -> Claim:
         """The verdict on "A and B do not differ by more than the margin" (see :meth:`compare`)."""
-        interval, margin = judgement.interval, judgement.margin
-        if interval is None:
-            raise ValueError("a claim of no difference needs an interval (a measured comparison), not item counts.")
-        if -margin < interval.low and interval.high < margin:
-            result = "equivalent at this budget"
-        elif interval.low >= margin or interval.high <= -margin:
-            result = "contradicted at this budget"
-        else:
-            result = "inconclusive at this budget"
-        notes = [f"a claim of no difference: equivalent when the whole interval lies inside ±{margin:g} {unit}, "
+        result = no_difference_verdict(judgement)
+        notes = [f"a claim of no difference: equivalent when the whole interval lies inside ±{judgement.margin:g} {unit}, "
                  f"contradicted when it lies wholly beyond; one family of {judgement.family} comparisons (Bonferroni)"]
-        if interval.seeds < FEWEST_SEEDS:
-            notes.append(f"only {interval.seeds} seeds: below {FEWEST_SEEDS} the interval's error can exceed its level "
-                         f"(lesson 00 measures it)")
+        if judgement.interval.seeds < FEWEST_SEEDS:
+            notes.append(f"only {judgement.interval.seeds} seeds: below {FEWEST_SEEDS} the interval's error can exceed "
+                         f"its level (lesson 00 measures it)")
         return self._add(Claim(claim, source, cell, "measured", ours, paper, f"A−B {judgement}", result, "; ".join(notes)))
 
     def compare_spread(self, claim: str, judgement: SpreadJudgement, *, source: str, cell: str, ours: str,

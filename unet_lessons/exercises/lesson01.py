@@ -42,7 +42,8 @@ def vgg_receptive_fields(convs_per_stage: tuple[int, ...] = (2, 2, 3, 3, 3)) -> 
 
 
 @register("lesson01.fcn32s_parameters", task="count_fcn32s_parameters(num_classes) -> the learnable parameters of FCN-32s.",
-          cases=lambda rng: [{"num_classes": 21}, {"num_classes": 2}, {"num_classes": int(rng.integers(3, 60))}],
+          # Not 21: the lesson prints that count (section 4.3), for the student to check a formula against.
+          cases=lambda rng: [{"num_classes": 2}, {"num_classes": 11}, {"num_classes": int(rng.integers(22, 60))}],
           hint="a convolution has k·k·c_in·c_out weights plus c_out biases; fc6 is a 7×7 convolution from 512 to 4096 "
                "channels, fc7 a 1×1 from 4096 to 4096, score_fr a 1×1 to the classes; the ×32 upsampler is fixed, "
                "so it adds nothing.")
