@@ -81,6 +81,13 @@ class Claim:
             raise ValueError(f"figure {self.figure!r} is not one of {FIGURES}.")
 
 
+def _few_seeds_note(seeds: int) -> list[str]:
+    """The note a measured comparison carries when it rests on fewer seeds than the rule asks for."""
+    if seeds >= FEWEST_SEEDS:
+        return []
+    return [f"only {seeds} seeds: below {FEWEST_SEEDS} the interval's error can exceed its level (lesson 00 measures it)"]
+
+
 def no_difference_verdict(judgement: Judgement) -> str:
     """The verdict on a claim that A and B do *not* differ by more than the judgement's margin.
 
@@ -154,10 +161,8 @@ class ClaimLedger:
         if judgement.interval is not None and judgement.verdict in ("reproduced", "contradicted at this budget") \
                 and max(abs(judgement.interval.low), abs(judgement.interval.high)) < judgement.margin:
             notes.append("the whole interval is smaller than the margin")
-        seeds = judgement.interval.seeds if judgement.interval is not None else judgement.counts.seeds
-        if seeds < FEWEST_SEEDS and judgement.interval is not None:
-            notes.append(f"only {seeds} seeds: below {FEWEST_SEEDS} the interval's error can exceed its level "
-                         f"(lesson 00 measures it)")
+        if judgement.interval is not None:
+            notes += _few_seeds_note(judgement.interval.seeds)
         if judgement.budget:
             notes.append(f"to settle it: {judgement.budget}")
         return self._add(Claim(claim, source, cell, "measured", ours, paper, f"A−B {judgement}", judgement.verdict,
@@ -169,9 +174,7 @@ class ClaimLedger:
         result = no_difference_verdict(judgement)
         notes = [f"a claim of no difference: equivalent when the whole interval lies inside ±{judgement.margin:g} {unit}, "
                  f"contradicted when it lies wholly beyond; one family of {judgement.family} comparisons (Bonferroni)"]
-        if judgement.interval.seeds < FEWEST_SEEDS:
-            notes.append(f"only {judgement.interval.seeds} seeds: below {FEWEST_SEEDS} the interval's error can exceed "
-                         f"its level (lesson 00 measures it)")
+        notes += _few_seeds_note(judgement.interval.seeds)
         return self._add(Claim(claim, source, cell, "measured", ours, paper, f"A−B {judgement}", result, "; ".join(notes)))
 
     def compare_spread(self, claim: str, judgement: SpreadJudgement, *, source: str, cell: str, ours: str,

@@ -36,6 +36,7 @@ __all__ = [
     "conv_transpose_scatter",
     "conv_matrix",
     "bilinear_kernel_2d",
+    "bilinear_taps",
     "bilinear_weight",
     "checkerboard_images",
     "checkerboard_strength",
@@ -168,12 +169,21 @@ def bilinear_kernel_2d(kernel_size: int) -> torch.Tensor:
         (kernel_size, kernel_size) float32; e.g. ``k = 4`` gives the outer product of
         ``[0.25, 0.75, 0.75, 0.25]`` with itself.
     """
+    taps = bilinear_taps(kernel_size)  # (k,) float64
+    return torch.outer(taps, taps).float()  # (k, k)
+
+
+def bilinear_taps(kernel_size: int) -> torch.Tensor:
+    """The 1D profile ``1 - |i - center| / factor`` whose outer product is :func:`bilinear_kernel_2d`.
+
+    Shape:
+        (kernel_size,) float64; e.g. ``[0.25, 0.75, 0.75, 0.25]`` for ``k = 4``.
+    """
     if int(kernel_size) != kernel_size or kernel_size < 1:
         raise ValueError(f"kernel_size must be an integer >= 1; got {kernel_size!r}.")
     factor = (kernel_size + 1) // 2
     center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
-    taps = 1 - torch.abs(torch.arange(kernel_size, dtype=torch.float64) - center) / factor  # (k,)
-    return torch.outer(taps, taps).float()  # (k, k)
+    return 1 - torch.abs(torch.arange(kernel_size, dtype=torch.float64) - center) / factor
 
 
 def bilinear_weight(in_channels: int, out_channels: int, kernel_size: int) -> torch.Tensor:

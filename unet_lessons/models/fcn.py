@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..blocks import ConvNormAct, conv_transpose_type, conv_type, make_act, make_norm
-from ..upsampling import bilinear_weight
+from ..upsampling import bilinear_taps, bilinear_weight
 from .base import SegmentationModel
 from .vgg import (VGG16_CONVS, ConvolutionalVGG, VGGClassifier, VGGEncoder, VGGStage, _dropout,
                   _linear_to_conv, _scaled, convolutionalize)
@@ -171,8 +171,7 @@ def upsample_matrix(size: int, factor: int) -> torch.Tensor:
     The bilinear kernel is the outer product of a 1D profile with itself, so the 2D layer applied to
     a map ``x`` (h, w) equals ``upsample_matrix(h, f) @ x @ upsample_matrix(w, f).T``.
     """
-    kernel = bilinear_weight(1, 1, 2 * factor - factor % 2)[0, 0]  # (k, k) = outer(profile, profile)
-    profile = kernel.sum(1) / kernel.sum().sqrt()
+    profile = bilinear_taps(2 * factor - factor % 2).float()  # the kernel make_upsample builds is outer(profile, profile)
     basis = torch.eye(size)[:, None, :]  # (size, 1, size): one input position per row
     columns = F.conv_transpose1d(basis, profile.view(1, 1, -1), stride=factor, padding=factor // 2)
     return columns[:, 0, :].T.contiguous()  # (factor·size, size)

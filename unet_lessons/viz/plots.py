@@ -53,8 +53,9 @@ def _to_numpy(x: ArrayLike) -> np.ndarray:
 
 
 def class_colour(index: int) -> tuple[float, float, float]:
-    """The overlay colour of class ``index``: tab10, so class 1 is orange and class 2 green."""
-    return to_rgb(f"C{index % 10}")
+    """The colour of class ``index``: tab10's, so class 1 is orange and class 2 green, as a ``tab10`` label map
+    shows it (read from the colour map, not from the colour cycle, which a user's style may change)."""
+    return to_rgb(matplotlib.colormaps["tab10"].colors[index % 10])
 
 
 def figure_to_png(fig: Figure, *, dpi: Optional[float] = None) -> bytes:
@@ -389,8 +390,7 @@ def show_images(
     if suptitle is not None:
         fig.suptitle(suptitle)
     if class_names is not None:
-        colours = matplotlib.colormaps["tab10"].colors
-        handles = [Patch(facecolor=colours[c], edgecolor="black", linewidth=0.5, label=name)
+        handles = [Patch(facecolor=class_colour(c), edgecolor="black", linewidth=0.5, label=name)
                    for c, name in enumerate(class_names)]
         fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9, frameon=False)
     return fig
