@@ -200,7 +200,8 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
             model contract (``unet_lessons.models.base``): logits, deep-supervision heads, or a dict.
         batches: an iterable of ``(image, target)`` pairs or of dicts ``{"image": x, "label": y, ...}``
             (MONAI's keys; the other fields that ``model.forward`` accepts, such as ``domain``, reach it as
-            keyword arguments, and the rest, such as ``image_meta_dict``, are left out): an endless
+            keyword arguments, those the loss accepts, such as ``weight``, reach the loss, and the rest,
+            such as ``image_meta_dict``, are left out): an endless
             one such as a ``PatchSampler``, or a finite ``DataLoader``, started again when it runs out.
         loss_fn: ``loss_fn(logits, target) -> scalar``; under deep supervision it receives the
             list of heads (see ``DeepSupervisionLoss``); a model's auxiliary loss is added to it. A
@@ -236,11 +237,11 @@ def fit(model: nn.Module, batches: Iterable, loss_fn: Callable, config: TrainCon
     progress = StepProgress(config.steps, enabled=config.progress, label=run)
     for step in range(1, config.steps + 1):
         stream, batch = _next_batch(stream, batches)
-        x, y, extra = _unpack_batch(batch, device, model)
+        x, y, extra, loss_inputs = _unpack_batch(batch, device, model, loss_fn)
         model.train()
         output = unpack_output(model(x, **extra))  # the logits, the heads the loss sees, an auxiliary loss
         check_labels(output.logits, y, ignore_index=getattr(loss_fn, "ignore_index", None))
-        loss, segmentation_loss = loss_terms(output, y, loss_fn)
+        loss, segmentation_loss = loss_terms(output, y, loss_fn, **loss_inputs)
         if not torch.isfinite(loss):
             progress.finish(step, None, note=": stopped, the loss is not finite")
             raise NonFiniteLossError(non_finite_message(step, segmentation_loss, output.aux_loss, loss_fn, x, y,
@@ -290,36 +291,47 @@ def _next_batch(stream: Iterator, batches: Iterable) -> tuple[Iterator, Any]:
             raise ValueError("the batches iterable gave no batch; pass a non-empty DataLoader or sampler.") from None
 
 
-def _unpack_batch(batch: Any, device: torch.device, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """``(image, target)`` or ``{"image": x, "label": y, **extra}`` -> x, y and the extra fields ``model``
-    takes (see :func:`_accepted_inputs`), on ``device``."""
+def _unpack_batch(batch: Any, device: torch.device, model: nn.Module, loss_fn: Callable
+                  ) -> tuple[torch.Tensor, torch.Tensor, dict, dict]:
+    """``(image, target)`` or ``{"image": x, "label": y, **extra}`` -> x, y, the extra fields ``model``
+    takes and those ``loss_fn`` takes (see :func:`_accepted_inputs`), on ``device``."""
     if isinstance(batch, Mapping):
         if "image" not in batch or "label" not in batch:
             raise ValueError(f"a dict batch needs the keys 'image' and 'label' (MONAI's names); got {sorted(batch)}.")
-        accepted = _accepted_inputs(model, [k for k in batch if k not in ("image", "label")])
-        extra = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items() if k in accepted}
-        return batch["image"].to(device), batch["label"].to(device), extra
+        fields = [k for k in batch if k not in ("image", "label")]
+        on_device = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items() if k in fields}
+        for_model = _accepted_inputs(model.forward, fields, skip=1)  # after the image
+        for_loss = _accepted_inputs(loss_fn.forward if isinstance(loss_fn, nn.Module) else loss_fn, fields, skip=2,
+                                    everything_if_unreadable=False)  # after the prediction and the target
+        if "weight" in fields and "weight" not in for_loss:  # training unweighted while meaning to weigh is silent
+            raise ValueError(f"the batches carry a per-pixel 'weight', but the loss {type(loss_fn).__name__} takes no "
+                             "`weight` argument, so it would be ignored. Use a loss that takes it (unet_lessons."
+                             "losses.WeightedCrossEntropy), or build the sampler without weights.")
+        return (batch["image"].to(device), batch["label"].to(device),
+                {k: on_device[k] for k in for_model}, {k: on_device[k] for k in for_loss})
     if isinstance(batch, (list, tuple)) and len(batch) == 2:
-        return batch[0].to(device), batch[1].to(device), {}
+        return batch[0].to(device), batch[1].to(device), {}, {}
     raise ValueError(f"a batch must be (image, target) or a dict with 'image' and 'label'; got "
                      f"{type(batch).__name__}{f' of length {len(batch)}' if isinstance(batch, (list, tuple)) else ''}.")
 
 
-def _accepted_inputs(model: nn.Module, fields: list[str]) -> set[str]:
-    """The batch fields that ``model.forward`` takes by name (all, if it takes ``**kwargs``).
+def _accepted_inputs(function: Callable, fields: list[str], *, skip: int,
+                     everything_if_unreadable: bool = True) -> set[str]:
+    """The batch fields that ``function`` (a model's ``forward``, or a loss) takes by name (all, if it takes ``**kwargs``).
 
     A MONAI batch carries metadata (``image_meta_dict``) that no network takes: passing it would
-    raise a ``TypeError``, while a multi-domain network must still receive ``domain``.
+    raise a ``TypeError``, while a multi-domain network must still receive ``domain``, and a
+    weighted loss its ``weight``. ``skip``: the leading parameters that are not batch fields.
     """
     if not fields:
         return set()
     try:
-        parameters = list(inspect.signature(model.forward).parameters.values())
-    except (TypeError, ValueError):  # a forward Python cannot read the signature of: give it every field
-        return set(fields)
+        parameters = list(inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):  # a function Python cannot read the signature of
+        return set(fields) if everything_if_unreadable else set()
     if any(p.kind is p.VAR_KEYWORD for p in parameters):
         return set(fields)
-    by_name = {p.name for p in parameters[1:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}  # [0]: the image
+    by_name = {p.name for p in parameters[skip:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     return by_name & set(fields)
 
 

@@ -23,6 +23,8 @@ __all__ = ["Arm", "Benchmark", "LESSONS", "first_test_item", "handed_down_state"
 ScoreFunction = Callable[[nn.Module, "Arm", dict], Mapping[str, Mapping[str, Sequence[float]]]]
 #: ``measure(model, arm, data, history)`` -> ``{column: value}``: one value per arm and seed.
 MeasureFunction = Callable[[nn.Module, "Arm", dict, dict], Mapping[str, float]]
+#: ``folds(data)`` -> one view of ``data`` per fold (see :class:`Benchmark`).
+FoldSplit = Callable[[dict], Sequence[dict]]
 #: ``make_arm(arm_name, seed, data)`` -> everything :func:`~unet_lessons.train.fit` needs.
 ArmFactory = Callable[[str, int, dict], tuple[nn.Module, Iterable, Callable, TrainConfig]]
 
@@ -77,6 +79,12 @@ class Benchmark:
             the first held-out item (and, where scoring reads training data, as little of it as
             still runs the lesson's own metric code).
         metric: the headline per-item column, printed by the runner.
+        folds: optional ``folds(data) -> [view, ...]``, for a small data set whose every item
+            should be held out once: each view is ``data`` with this fold's training and held-out
+            arrays, and ``view["held_out_items"]``, the positions of its held-out items in the
+            whole set. Every (arm, seed) then trains one network per fold (``make_arm`` and
+            ``score`` get the view), and its rows hold every item once, at its own position:
+            a seed's scores over the folds together. ``measure`` is averaged over the folds.
     """
 
     lesson: str
@@ -90,6 +98,7 @@ class Benchmark:
     measure: Optional[MeasureFunction] = None
     fingerprint_view: Callable[[dict], dict] = first_test_item
     metric: str = "dice"
+    folds: Optional[FoldSplit] = None
 
     def __post_init__(self) -> None:
         names = [arm.name for arm in self.arms]
@@ -101,6 +110,21 @@ class Benchmark:
             raise ValueError(f"benchmark {self.lesson}: unknown parent arm for {', '.join(unknown)}; "
                              f"a parent must be one of {names}.")
         self.ordered_arms()  # refuses a cycle now, at declaration, not hours into a run
+
+    def fold_views(self, data: dict) -> list[dict]:
+        """The views one (arm, seed) trains on: one per fold, or ``[data]`` without folds.
+
+        Raises:
+            ValueError: when the folds' held-out items are not every item exactly once.
+        """
+        if self.folds is None:
+            return [data]
+        views = list(self.folds(data))
+        held_out = [int(i) for view in views for i in view["held_out_items"]]
+        if not views or sorted(held_out) != list(range(len(held_out))):
+            raise ValueError(f"benchmark {self.lesson}: the folds must hold out every item exactly once; their "
+                             f"held_out_items are {held_out}.")
+        return views
 
     @property
     def arm(self) -> dict[str, Arm]:
@@ -190,7 +214,7 @@ def item_values(values: Any) -> np.ndarray:
 
 
 #: Lesson number -> the module of this package that declares its benchmark.
-LESSONS = {"01": "lesson01", "03": "lesson03", "04": "lesson04", "05": "lesson05", "06": "lesson06", "07": "lesson07"}
+LESSONS = {"01": "lesson01", "02": "lesson02", "03": "lesson03", "04": "lesson04", "05": "lesson05", "06": "lesson06", "07": "lesson07"}
 
 
 def load_benchmark(lesson: str) -> Benchmark:

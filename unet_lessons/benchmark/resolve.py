@@ -7,7 +7,8 @@ Two checks, per arm:
   (:func:`unet_lessons.runs.describe`), the whole :class:`~unet_lessons.train.TrainConfig`, the
   batch source's simple settings (patch size, normalisation, its transforms' ranges and
   probabilities), the arm's own settings, its parent's hash, and a digest of the data arrays
-  ``make_data()`` returns. A changed default anywhere in that chain changes the hash.
+  ``make_data()`` returns. A changed default anywhere in that chain changes the hash. A benchmark
+  with folds is built on its first fold.
 * the **behaviour fingerprint**: the losses of the first three training steps of seed 0, and
   every score of held-out item 0 after them (of each held-out set). It changes when code that
   holds no setting changes: a model's ``forward``, a loss's formula, a metric. The per-seed
@@ -149,7 +150,7 @@ def resolved_settings(benchmark: Benchmark, arm: Arm, data: Mapping[str, Any], *
         parent_hash: the parent arm's resolved hash (child arms).
     """
     with preserved_random_states():
-        built = benchmark.make_arm(arm.name, 0, data)
+        built = benchmark.make_arm(arm.name, 0, benchmark.fold_views(dict(data))[0])
     return _resolved(arm, built, digest or data_digest(data), parent_hash)
 
 
@@ -168,8 +169,10 @@ def _stamp(benchmark: Benchmark, data: Mapping[str, Any], *, fingerprint: Sequen
            ) -> dict[str, tuple[str, Optional[Fingerprint]]]:
     """Arm name -> (resolved hash, fingerprint or None), in one pass: each arm is built once for seed 0,
     described before it trains (training moves its batch source on), then trained three steps if its
-    fingerprint is asked for or a child's needs its model."""
+    fingerprint is asked for or a child's needs its model. With folds, on the first fold; the digest is
+    of the whole data."""
     digest, view = data_digest(data), None
+    data = benchmark.fold_views(dict(data))[0]
     wanted = set(fingerprint)
     needed = {ancestor.name for name in wanted for ancestor in benchmark.lineage(benchmark.arm[name])}
     hashes, models, found = {}, {}, {}

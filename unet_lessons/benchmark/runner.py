@@ -47,34 +47,40 @@ def partial_path(table: Path) -> Path:
     return table.with_name(table.name + ".partial")
 
 
-def run_name(lesson: str, arm: Arm, seed: int, stamp: ArmStamp, model) -> str:
+def run_name(lesson: str, arm: Arm, seed: int, stamp: ArmStamp, model, fold: Optional[int] = None) -> str:
     """The saved run's name of one (arm, seed): stale runs get other names, so they can never load.
 
     It holds the arm's resolved-settings hash, and a digest of the initial weights (a retrained
     parent changes its children's) together with the fingerprint's losses (code that holds no
-    setting, such as a model's ``forward``, changes those).
+    setting, such as a model's ``forward``, changes those), and the fold of a benchmark with folds.
     """
     slug = re.sub(r"[^a-z0-9]+", "-", arm.name.lower()).strip("-")
     losses = ", ".join(f"{value:.6g}" for value in stamp.fingerprint.losses) if stamp.fingerprint else ""
     start = hashlib.sha256(f"{weights_digest(model)}|{losses}".encode()).hexdigest()[:10]
-    return f"bench{lesson}-{slug}-seed{seed}-{stamp.hash}-{start}"
+    return f"bench{lesson}-{slug}-seed{seed}{'' if fold is None else f'-fold{fold}'}-{stamp.hash}-{start}"
 
 
 class _Units:
-    """Trains or loads the units of one benchmark run, and keeps the trained weights that children start from."""
+    """Trains or loads the units of one benchmark run, and keeps the trained weights that children start from.
+
+    A unit is an (arm, seed); with folds (``Benchmark.folds``) it is one network per fold, and its
+    rows put each fold's held-out scores at their items' positions.
+    """
 
     def __init__(self, benchmark: Benchmark, data: dict, stamps: dict[str, ArmStamp]) -> None:
         self.benchmark, self.data, self.stamps = benchmark, data, stamps
+        self.views = benchmark.fold_views(data)
         self.parents = {arm.parent for arm in benchmark.arms if arm.parent}
-        self.states: dict[tuple[str, int], dict] = {}
+        self.states: dict[tuple[str, int, int], dict] = {}
 
-    def trained(self, arm: Arm, seed: int):
-        """The trained model of (arm, seed), its history (with ``collapsed``) and whether it was loaded."""
-        model, batches, loss, config = self.benchmark.make_arm(arm.name, seed, self.data)
+    def trained(self, arm: Arm, seed: int, fold: int = 0):
+        """The trained model of (arm, seed) on one fold, its history (with ``collapsed``) and whether it was loaded."""
+        model, batches, loss, config = self.benchmark.make_arm(arm.name, seed, self.views[fold])
         config = dataclasses.replace(config, progress=False)
         if arm.parent:
-            load_parent_weights(model, self.parent_state(arm.parent, seed), arm=arm.name, parent=arm.parent)
-        name = run_name(self.benchmark.lesson, arm, seed, self.stamps[arm.name], model)
+            load_parent_weights(model, self.parent_state(arm.parent, seed, fold), arm=arm.name, parent=arm.parent)
+        name = run_name(self.benchmark.lesson, arm, seed, self.stamps[arm.name], model,
+                        fold=None if self.benchmark.folds is None else fold)
         with contextlib.redirect_stdout(io.StringIO()):  # the progress bar says it; the run's own notices would break it
             saved_run = SavedRun(name, model, config, loss, batches)  # before training: initial weights, first batch
             history = saved_run.load()
@@ -89,32 +95,53 @@ class _Units:
             with contextlib.redirect_stdout(io.StringIO()):
                 saved_run.save(history)
         if arm.name in self.parents:
-            self.states[arm.name, seed] = handed_down_state(model)
+            self.states[arm.name, seed, fold] = handed_down_state(model)
         return model, history, config, loaded
 
-    def parent_state(self, parent: str, seed: int) -> dict:
-        if (parent, seed) not in self.states:  # a resumed run: the parent's rows exist, its weights are in its saved run
-            self.trained(self.benchmark.arm[parent], seed)
-        return self.states[parent, seed]
+    def parent_state(self, parent: str, seed: int, fold: int = 0) -> dict:
+        if (parent, seed, fold) not in self.states:  # a resumed run: the parent's rows exist, its weights are saved
+            self.trained(self.benchmark.arm[parent], seed, fold)
+        return self.states[parent, seed, fold]
 
     def rows(self, arm: Arm, seed: int) -> tuple[list[dict], str]:
         """The table rows of one unit, and a one-line summary."""
-        model, history, config, loaded = self.trained(arm, seed)
-        per_seed = {"seconds": round(float(history["seconds"]), 1)}
+        seconds, collapsed, every_fold_loaded, measured, scores = 0.0, False, True, [], {}
+        for fold, view in enumerate(self.views):
+            model, history, config, loaded = self.trained(arm, seed, fold)
+            seconds += float(history["seconds"])
+            collapsed |= bool(history.get("collapsed", False))
+            every_fold_loaded &= loaded
+            if self.benchmark.measure is not None:
+                measured.append(self.benchmark.measure(model, arm, view, history))
+            fold_scores = {held_out: {metric: item_values(values) for metric, values in metrics.items()}
+                           for held_out, metrics in self.benchmark.score(model, arm, view).items()}
+            scores = fold_scores if self.benchmark.folds is None else \
+                _placed(scores, fold_scores, view["held_out_items"], sum(len(v["held_out_items"]) for v in self.views))
+        per_seed = {"seconds": round(seconds, 1)}
         if config.collapse_check:  # a column only where collapse was watched for: 0 must mean "checked, fine"
-            per_seed["collapsed"] = int(bool(history.get("collapsed", False)))
-        if self.benchmark.measure is not None:
-            per_seed.update({key: round(float(value), 6) for key, value in
-                             self.benchmark.measure(model, arm, self.data, history).items()})
-        scores = {held_out: {metric: item_values(values) for metric, values in metrics.items()}
-                  for held_out, metrics in self.benchmark.score(model, arm, self.data).items()}
+            per_seed["collapsed"] = int(collapsed)
+        if measured:  # one value per (arm, seed): the mean over the folds
+            per_seed.update({key: round(float(np.mean([m[key] for m in measured])), 6) for key in measured[0]})
         first = next(iter(scores.values()))
         headline = (f"mean {self.benchmark.metric} {np.mean(first[self.benchmark.metric]):.3f}"
                     if self.benchmark.metric in first else "scored")
-        summary = (f"{arm.name:40s} seed {seed}: {headline} ({history['seconds']:.0f} s"
-                   f"{', loaded from its saved run' if loaded else ''}"
+        folds = f" over {len(self.views)} folds" if self.benchmark.folds is not None else ""
+        summary = (f"{arm.name:40s} seed {seed}: {headline}{folds} ({seconds:.0f} s"
+                   f"{', loaded from its saved run' if every_fold_loaded else ''}"
                    f"{', COLLAPSED in training' if per_seed.get('collapsed') else ''})")
         return unit_rows(arm.name, seed, scores, per_seed), summary
+
+
+def _placed(scores: dict, fold_scores: dict, items, total: int) -> dict:
+    """``scores`` with one fold's per-item values written at its items' positions (NaN where no fold has been)."""
+    items = np.asarray(items, dtype=int)
+    for held_out, metrics in fold_scores.items():
+        for metric, values in metrics.items():
+            if len(values) != len(items):
+                raise ValueError(f"a fold scored {len(values)} items of {metric!r} for {len(items)} held-out items.")
+            column = scores.setdefault(held_out, {}).setdefault(metric, np.full(total, np.nan))
+            column[items] = values
+    return scores
 
 
 def _kept_fact(source_facts: dict, rows: list[dict]) -> str:

@@ -53,7 +53,8 @@ class SkipJoin(nn.Module):
 
     Every U-shaped model here joins its skips through one of these, so the tools find the joins
     without knowing the model (``SegmentationModel.skip_joins()``): the similarity measures read
-    both sides, and a lesson can knock one skip out (``SegmentationModel.skip_knocked_out``).
+    both sides, and a lesson can knock one skip out (``SegmentationModel.skip_knocked_out``): replace it
+    by zeros, or by each channel's mean over the map.
 
     Args:
         mode: ``"concat"`` (U-Net: the channels of both sides side by side) or ``"add"`` (Myronenko 2018).
@@ -70,18 +71,23 @@ class SkipJoin(nn.Module):
         if mode not in ("concat", "add"):
             raise ValueError(f"a skip join concatenates or adds; mode must be 'concat' or 'add', got {mode!r}.")
         self.mode, self.skip_first = mode, skip_first
-        self.knocked_out = False  # set by SegmentationModel.skip_knocked_out: the skip side becomes zeros
+        # Set by SegmentationModel.skip_knocked_out / knock_out_skips: None (the skip passes), "zero" (the skip
+        # side becomes zeros) or "mean" (each channel becomes its own spatial mean, per sample).
+        self.knocked_out: Optional[str] = None
 
     def forward(self, skip: torch.Tensor, upsampled: torch.Tensor) -> torch.Tensor:
-        if self.knocked_out:
+        if self.knocked_out == "zero":
             skip = torch.zeros_like(skip)  # the decoder sees no encoder detail at this level
+        elif self.knocked_out == "mean":
+            # Each channel's average over the map: the level's typical activation, none of its layout.
+            skip = skip.mean(dim=tuple(range(2, skip.ndim)), keepdim=True).expand_as(skip)
         if self.mode == "add":
             return upsampled + skip
         return torch.cat([skip, upsampled] if self.skip_first else [upsampled, skip], dim=1)
 
     def extra_repr(self) -> str:
         order = "" if self.mode == "add" else f", skip_first={self.skip_first}"
-        return f"mode={self.mode!r}{order}" + (", knocked_out=True" if self.knocked_out else "")
+        return f"mode={self.mode!r}{order}" + (f", knocked_out={self.knocked_out!r}" if self.knocked_out else "")
 
 
 class Up(nn.Module):

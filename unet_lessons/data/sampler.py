@@ -82,13 +82,20 @@ class PatchSampler:
         regions: yield region targets instead of class labels: for each region (a list of
             classes, e.g. ``unet_lessons.targets.BRATS_REGION_CLASSES``) one binary channel,
             y (B, R, *P) float32, for sigmoid outputs and region losses.
+        weights: a per-pixel loss weight for every sample, (N, *S), e.g. the U-Net paper's border
+            weight map (:func:`unet_lessons.losses.unet_weight_map`), computed once on the whole
+            label as the paper does. It is cropped, flipped, rotated and elastically deformed with
+            its image (interpolated like the image), and the sampler then yields dicts
+            ``{"image": x, "label": y, "weight": w}``: :func:`~unet_lessons.train.fit` hands
+            ``weight`` to a loss that takes it (:class:`~unet_lessons.losses.WeightedCrossEntropy`).
 
     Attributes:
         mean, std: the normalisation used; apply it to evaluation images with
             :meth:`normalize`.
 
     Shape:
-        yields x (B, C, *P) float32 and y (B, *P) int64, P = ``patch_size``.
+        yields x (B, C, *P) float32 and y (B, *P) int64, P = ``patch_size``; with ``weights``, the
+        dict ``{"image": x, "label": y, "weight": w}``, w (B, *P) float32.
 
     Example:
         >>> sampler = PatchSampler(images, labels, patch_size=128, batch_size=8)
@@ -110,6 +117,7 @@ class PatchSampler:
         foreground: float = 0.0,
         transform: Optional[Callable[[dict], dict]] = None,
         regions: Optional[Sequence[Sequence[int]]] = None,
+        weights: Optional[ArrayLike] = None,
     ) -> None:
         images, labels = _as_tensor(images), _as_tensor(labels)
         spatial_dims = labels.ndim - 1
@@ -136,6 +144,16 @@ class PatchSampler:
             raise ValueError(f"foreground is a probability in [0, 1]; got {foreground}.")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}.")
+        if weights is not None:
+            weights = _as_tensor(weights)
+            if tuple(weights.shape) != tuple(labels.shape):
+                raise ValueError(f"weights {tuple(weights.shape)} must have the labels' shape {tuple(labels.shape)}: "
+                                 "one weight per pixel of every sample.")
+            if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+                raise ValueError("weights must be finite and non-negative (a loss weight per pixel).")
+            if transform is not None:
+                raise ValueError("weights cannot be combined with transform: a MONAI transform would move the "
+                                 "image and label without the weights. Use augment=True instead.")
 
         self.images = images.float()  # (N, C, *S); a no-copy view when already float32
         self.labels = labels.long()  # (N, *S)
@@ -150,6 +168,9 @@ class PatchSampler:
         margins = [(self.margin, self.margin)] * len(sizes)
         self._padded_images = mirror_pad(self.images, margins, first_axis=2) if self.margin else self.images
         self._padded_labels = mirror_pad(self.labels, margins, first_axis=1) if self.margin else self.labels
+        self.weights = None if weights is None else weights.float()[:, None]  # (N, 1, *S): moved as an image channel
+        self._padded_weights = (mirror_pad(self.weights, margins, first_axis=2) if self.margin and weights is not None
+                                else self.weights)
         self.foreground = float(foreground)
         # Foreground voxel coordinates per sample, (K_i, len(S)), for placing patches around them.
         self._foreground_voxels = [torch.nonzero(label > 0) for label in self.labels] if foreground > 0 else None
@@ -189,7 +210,7 @@ class PatchSampler:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return self
 
-    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def __next__(self) -> Union[tuple[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]:
         which = torch.randint(0, len(self.labels), (self.batch_size,), generator=self.generator)  # (B,)
         starts = [torch.randint(0, n - p + 1, (self.batch_size,), generator=self.generator)
                   for n, p in zip(self.labels.shape[1:], self.patch_size)]  # one (B,) per axis
@@ -199,7 +220,10 @@ class PatchSampler:
         xs, ys = [], []
         for b, index in enumerate(which.tolist()):
             window = tuple(slice(int(s[b]), int(s[b]) + p + 2 * m) for s, p in zip(starts, self.patch_size))
-            xs.append(self._padded_images[(index, slice(None)) + window])  # (C, *(P + 2m))
+            image = self._padded_images[(index, slice(None)) + window]  # (C, *(P + 2m))
+            if self.weights is not None:  # the weight rides along as a last channel, so it moves with the image
+                image = torch.cat([image, self._padded_weights[(index, slice(None)) + window]])
+            xs.append(image)
             ys.append(self._padded_labels[(index,) + window])  # (*(P + 2m))
         x, y = torch.stack(xs), torch.stack(ys)  # (B, C, *(P + 2m)), (B, *(P + 2m))
         if self.augment:
@@ -213,6 +237,10 @@ class PatchSampler:
             x, y = self._apply_transform(x, y)
         if self.regions is not None:
             y = labels_to_regions(y, self.regions).float()  # (B, R, *P)
+        if self.weights is not None:
+            x, w = x[:, :-1], x[:, -1]  # (B, C, *P), (B, *P)
+            return {"image": ((x - self.mean) / self.std).contiguous(), "label": y.contiguous(),
+                    "weight": w.clamp_min(0).contiguous()}  # interpolation cannot go below 0; clamp guards round-off
         return ((x - self.mean) / self.std).contiguous(), y.contiguous()
 
     def _apply_transform(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,9 +19,10 @@ from .deep_supervision import DeepSupervisionLoss, deep_supervision_loss
 from .dice import DiceCELoss, SoftDiceLoss, one_hot, soft_dice_terms, vnet_dice_gradient
 from .finite import NonFiniteLogitsWarning
 from .regions import RegionDiceBCELoss, RegionDiceLoss
-from .weight_map import SampleBalancedCrossEntropy, inverse_frequency_weight_map, unet_weight_map, weighted_cross_entropy
+from .weight_map import (SampleBalancedCrossEntropy, WeightedCrossEntropy, cell_distances, inverse_frequency_weight_map,
+                         separation_band, unet_weight_map, weighted_cross_entropy)
 
 __all__ = ["one_hot", "soft_dice_terms", "SoftDiceLoss", "vnet_dice_gradient", "DiceCELoss", "RegionDiceLoss",
-           "RegionDiceBCELoss", "unet_weight_map", "weighted_cross_entropy", "inverse_frequency_weight_map",
+           "RegionDiceBCELoss", "cell_distances", "separation_band", "unet_weight_map", "weighted_cross_entropy", "WeightedCrossEntropy", "inverse_frequency_weight_map",
            "SampleBalancedCrossEntropy", "DeepSupervisionLoss",
            "deep_supervision_loss", "NonFiniteLogitsWarning"]

@@ -21,8 +21,9 @@ network that follows it works with all of them, and no tool names a model class.
 ``forward_features(x)``, ``stage_modules()``, ``deepest_path()`` (the layers of the longest
 input-to-output path), ``receptive_paths()`` (every path that sets the receptive field),
 ``skip_joins()``, ``skip_modules()`` and ``skip_pairs(x)`` (where each skip meets the decoder,
-the layers on its way, and the two sides of every join), ``skip_knocked_out(level)`` and
-``rebuild()``.
+the layers on its way, and the two sides of every join), ``skip_knocked_out(level)`` (a
+skip replaced by zeros or its mean for a while), ``knock_out_skips()`` (for good: a U-shape
+trained without skips) and ``rebuild()``.
 
 **Skips** (encoder-decoder models). Every skip meets the decoder in a
 :class:`~unet_lessons.blocks.SkipJoin` listed in the ``dec{i}`` stage of ``stage_modules()``,
@@ -236,18 +237,18 @@ def unpack_output(output: Union[torch.Tensor, Sequence[torch.Tensor], Mapping[st
 
 
 def loss_terms(output: ModelOutput, target: torch.Tensor,
-               loss_fn: Callable[[Any, torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+               loss_fn: Callable[[Any, torch.Tensor], torch.Tensor], **loss_inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """The training loss of one unpacked output, and its segmentation term alone.
 
     The segmentation loss sees the heads (a list under deep supervision, which the loss
     averages, e.g. :class:`~unet_lessons.losses.DeepSupervisionLoss`), and an auxiliary
     loss is added as the model weighted it. ``fit`` reads both terms, to say which one
-    went non-finite.
+    went non-finite. ``loss_inputs`` are the batch's further fields the loss takes (a weight map).
 
     Returns:
         ``(loss, segmentation_loss)``: two scalars, equal when the model has no auxiliary loss.
     """
-    segmentation = loss_fn(output.heads, target)
+    segmentation = loss_fn(output.heads, target, **loss_inputs)
     loss = segmentation if output.aux_loss is None else segmentation + output.aux_loss
     return loss, segmentation
 
@@ -545,28 +546,61 @@ class SegmentationModel(nn.Module):
                 handle.remove()
         return OrderedDict((level, found[level]) for level in joins)
 
-    @contextlib.contextmanager
-    def skip_knocked_out(self, *levels: int):
-        """Within the ``with`` block, the skips at ``levels`` carry zeros: the decoder gets no encoder map there.
+    #: How a knocked-out skip is replaced: by zeros, or by each channel's spatial mean (per sample).
+    SKIP_REPLACEMENTS = ("zero", "mean")
 
-        ``with model.skip_knocked_out(0): logits = model(x)`` shows what the top skip contributes.
-
-        Raises:
-            ValueError: naming the levels that exist, for a level the model does not have.
-        """
+    def _chosen_joins(self, levels: Sequence[int], replace: str) -> list[nn.Module]:
         joins = self.skip_joins()
         unknown = [level for level in levels if f"level {level}" not in joins]
         if unknown or not levels:
             raise ValueError(f"{type(self).__name__} has skips at levels {list(range(len(joins)))} (0 = full "
                              f"resolution); got {list(levels) or 'none'}.")
-        chosen = [joins[f"level {level}"] for level in levels]
+        if replace not in self.SKIP_REPLACEMENTS:
+            raise ValueError(f"a knocked-out skip is replaced by 'zero' or 'mean'; got replace={replace!r}.")
+        return [joins[f"level {level}"] for level in levels]
+
+    @contextlib.contextmanager
+    def skip_knocked_out(self, *levels: int, replace: str = "zero"):
+        """Within the ``with`` block, the skips at ``levels`` carry no encoder map.
+
+        ``with model.skip_knocked_out(0): logits = model(x)`` shows what the top skip contributes.
+
+        Args:
+            levels: the skips, 0 = full resolution.
+            replace: ``"zero"``: the skip side becomes zeros; ``"mean"``: each channel becomes its
+                own mean over the map, per sample (the typical activation the decoder was trained
+                with, without its layout). A trained decoder has never seen zeros there; the mean
+                separates "no spatial detail" from "input unlike any in training".
+
+        Raises:
+            ValueError: naming the levels that exist, for a level the model does not have, or an
+                unknown ``replace``.
+        """
+        chosen = self._chosen_joins(levels, replace)
+        before = [join.knocked_out for join in chosen]
         try:
             for join in chosen:
-                join.knocked_out = True
+                join.knocked_out = replace
             yield self
         finally:
-            for join in chosen:
-                join.knocked_out = False
+            for join, state in zip(chosen, before):
+                join.knocked_out = state
+
+    def knock_out_skips(self, *levels: int, replace: str = "zero") -> "SegmentationModel":
+        """Knock the skips at ``levels`` out for good (every skip when none is named), and return the model.
+
+        Trained this way, with ``replace="zero"``, the network is a U-shape without those skips: the
+        decoder's weights that read a zeroed skip get zero gradient, so they never change and add
+        nothing (they stay in the parameter count). :meth:`skip_knocked_out` is the temporary version.
+        """
+        levels = levels or tuple(range(len(self.skip_joins())))
+        for join in self._chosen_joins(levels, replace):
+            join.knocked_out = replace
+        return self
+
+    def knocked_out_skips(self) -> dict[int, str]:
+        """The levels whose skip is knocked out now, and how: ``{level: "zero" or "mean"}``."""
+        return {int(name.split()[1]): join.knocked_out for name, join in self.skip_joins().items() if join.knocked_out}
 
     # ----- domains ----------------------------------------------------------------------------
     def for_domain(self, name: str) -> "DomainView":
