@@ -9,7 +9,10 @@ one and keeps everything else, the same seeds drawing the same initial weights:
 * ``without skips``: every skip knocked out for good (zeros) from the first step, so the decoder
   learns with no encoder map (``SegmentationModel.knock_out_skips``);
 * ``without elastic deformation``: flips and rotations by 90° only;
-* ``without the weight map``: the same cross-entropy with every pixel weighted 1.
+* ``without the weight map``: the same cross-entropy with every pixel weighted 1;
+* ``without the border term``: the weight map without its border term (``w0 = 0``): only the class
+  balance ``w_c`` is left, so that this arm and the reference differ in the term that the paper
+  says forces the separation borders to be learnt.
 
 The data are the 30 slices of the ISBI 2012 training stack (the test stack's labels are not
 public). Three folds of ten consecutive slices (0–9, 10–19, 20–29) are each held out once while
@@ -22,9 +25,11 @@ upsampling, width 8, depth 4, batch norm), trained 200 steps of eight 128×128 p
 and a one-cycle schedule (the paper: SGD with momentum 0.99, one 512×512 tile per step, for a
 number of steps it does not state).
 
-Every held-out slice is scored on its membrane class: Dice, boundary IoU (band 2 px), pixel
-error, and Dice within the separation band (:func:`~unet_lessons.losses.separation_band`: the
-thinnest membranes, ``d1 + d2 <= 5``, grown by 1 px), where the weight map should matter most.
+Every held-out slice is scored: membrane Dice; boundary IoU of the cells (their 2-px inner bands,
+along every border with the membrane: where a border moved or blurred; the membrane is too thin
+for a band of its own to differ much from the whole of it); pixel error; and membrane Dice within
+the separation band (:func:`~unet_lessons.losses.separation_band`: the thinnest membranes,
+``d1 + d2 <= 5``, grown by 1 px), where the weight map should matter most.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ ARMS = (
     Arm("without skips", dict(skips=False, elastic=True, weight_map=True)),
     Arm("without elastic deformation", dict(skips=True, elastic=False, weight_map=True)),
     Arm("without the weight map", dict(skips=True, elastic=True, weight_map=False)),
+    Arm("without the border term", dict(skips=True, elastic=True, weight_map="class balance only")),
 )
 ARM = {arm.name: arm for arm in ARMS}
 REFERENCE = ARMS[0].name
@@ -93,10 +99,18 @@ def make_model(arm: Arm | str, seed: int) -> UNet:
     return model if arm.settings["skips"] else model.knock_out_skips(replace="zero")
 
 
+def training_weights(arm: Arm, view: dict) -> np.ndarray:
+    """The arm's weight maps of the fold's training slices: Eq. 2 in full, its class balance alone, or ones."""
+    if arm.settings["weight_map"] == "class balance only":
+        return np.stack([unet_weight_map(label, w0=0.0, class_weights=SHARED["class_weights"])
+                         for label in view["train_labels"]])
+    return view["train_weights"] if arm.settings["weight_map"] else np.ones_like(view["train_weights"])
+
+
 def make_sampler(arm: Arm, seed: int, view: dict) -> PatchSampler:
-    """Patches of the fold's training slices with their weights (ones without the weight map): the same draws in
+    """Patches of the fold's training slices with their weights (:func:`training_weights`): the same draws in
     every arm that deforms, since the weights ride along as a channel and draw no random numbers of their own."""
-    weights = view["train_weights"] if arm.settings["weight_map"] else np.ones_like(view["train_weights"])
+    weights = training_weights(arm, view)
     return PatchSampler(view["train_images"], view["train_labels"], patch_size=SHARED["patch"],
                         batch_size=SHARED["batch"], augment=True,
                         elastic_sigma=SHARED["elastic_sigma"] if arm.settings["elastic"] else 0.0,
@@ -115,12 +129,12 @@ def make_arm(name: str, seed: int, view: dict):
 
 
 def membrane_scores(prediction: torch.Tensor, labels: torch.Tensor, bands: np.ndarray) -> dict[str, np.ndarray]:
-    """Per slice: membrane Dice, boundary IoU of the membrane, pixel error, and membrane Dice inside the separation band."""
+    """Per slice: membrane Dice, boundary IoU of the cells, pixel error, and membrane Dice inside the separation band."""
     scores = {"membrane_dice": [], "boundary_iou": [], "pixel_error": [], "separation_dice": []}
     for p, t, band in zip(prediction, labels, bands):
         band = torch.from_numpy(np.asarray(band, dtype=bool))
         scores["membrane_dice"].append(float(dice_per_class(p, t, 2)[0]))
-        scores["boundary_iou"].append(float(boundary_iou(p, t, 2, BOUNDARY_BAND)[0]))
+        scores["boundary_iou"].append(float(boundary_iou(p, t, 2, BOUNDARY_BAND)[1]))  # the cells' borders
         scores["pixel_error"].append(float(pixel_error(p, t)))
         scores["separation_dice"].append(float(dice_per_class(p[band], t[band], 2)[0]))
     return {key: np.array(values) for key, values in scores.items()}
