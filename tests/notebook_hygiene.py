@@ -48,9 +48,7 @@ OUTPUT_CHECKS = {
               "unet_lessons.utils.package_warning and print paths relative to the project"),
 }
 #: The older lessons that still hold what OUTPUT_CHECKS finds, and which checks: the lesson issues empty it.
-KNOWN_EXCEPTIONS: dict[str, set[str]] = {
-    "02_unet.ipynb": {"units", "bars"},
-}
+KNOWN_EXCEPTIONS: dict[str, set[str]] = {}
 
 
 def lessons(folder: Path = ROOT / "notebooks") -> list[Path]:

@@ -53,11 +53,12 @@ def test_every_stored_table_matches_the_code(lesson, monkeypatch):
     fewest = 3 if lesson in MADE_BEFORE_THE_FIVE_SEED_RULE else 5
     assert len(table.seeds) >= fewest and len(benchmark.seeds) >= fewest, (
         f"lesson {lesson}: {len(table.seeds)} stored seeds, {len(benchmark.seeds)} declared; at least {fewest}")
+    views = benchmark.fold_views(data)  # [data] without folds; with folds, every item is held out by one of them
     for held_out in table.held_out_sets:  # a held-out set other than "test" may bring its own labels
-        labels = data.get(f"{held_out}_labels", data["test_labels"])
+        count = sum(len(view.get(f"{held_out}_labels", view["test_labels"])) for view in views)
         items = {len(table.scores(arm.name, seed, benchmark.metric, held_out=held_out))
                  for arm in benchmark.arms for seed in table.seeds}
-        assert items == {len(labels)}, f"every arm and seed is scored on every item of held-out set {held_out!r}"
+        assert items == {count}, f"every arm and seed is scored on every item of held-out set {held_out!r}"
 
 
 def test_the_lessons_call_stale_arms_with_their_arms_and_shared_settings():
@@ -516,3 +517,68 @@ def test_lesson01_each_skip_and_its_control_see_the_same_batches_and_the_fixed_a
     steps = {arm.name: sum(a.settings["steps"] for a in lesson01.BENCHMARK.lineage(arm)) for arm in lesson01.ARMS}
     assert steps["FCN-16s"] == steps["FCN-32s, continued"] and steps["FCN-8s"] == steps["FCN-16s, continued"]
     assert steps["FCN-8s"] == steps["FCN-8s, at once"] == steps["FCN-8s, fixed ×2"] == 600
+
+
+def tiny_folds(data):
+    """The six tiny images in two folds of three: each fold trains on the other three."""
+    images = np.concatenate([data["train_images"], data["test_images"]])
+    labels = np.concatenate([data["train_labels"], data["test_labels"]])
+    views = []
+    for test in (np.array([3, 4, 5]), np.array([0, 1, 2])):
+        train = np.setdiff1d(np.arange(len(labels)), test)
+        views.append(dict(train_images=images[train], train_labels=labels[train], test_images=images[test],
+                          test_labels=labels[test], held_out_items=test))
+    return views
+
+
+def test_folds_hold_every_item_out_once_and_each_score_comes_from_the_fold_that_held_it_out(tmp_path):
+    from unet_lessons.train import fit
+
+    benchmark = dataclasses.replace(tiny_benchmark(arms=(Arm("base", {"lr": 0.05}),)), folds=tiny_folds)
+    table = read_table(run_benchmark(benchmark, results=tmp_path / "results", runs=tmp_path / "runs", progress=False))
+    data = tiny_data()
+    for seed in benchmark.seeds:
+        assert len(table.scores("base", seed, "dice")) == 6  # every item once, at its own position
+        for view in tiny_folds(data):  # train each fold again by hand: its items hold its scores
+            model, batches, loss, config = benchmark.make_arm("base", seed, view)
+            fit(model, batches, loss, config)
+            expected = tiny_score(model, None, view)["test"]["dice"]
+            np.testing.assert_allclose(table.scores("base", seed, "dice")[view["held_out_items"]], expected, atol=1e-6)
+    runs = {path.name for path in (tmp_path / "runs").rglob("*fold*")}
+    assert any("fold0" in name for name in runs) and any("fold1" in name for name in runs), runs
+    # A split that leaves an item out, or holds one out twice, is refused by name.
+    missing = lambda data: tiny_folds(data)[:1]  # noqa: E731
+    with pytest.raises(ValueError, match="every item exactly once"):
+        dataclasses.replace(benchmark, folds=missing).fold_views(data)
+
+
+def test_lesson02_each_arm_lacks_one_ingredient_and_the_rest_is_the_same():
+    from unet_lessons.benchmark import lesson02
+    from unet_lessons.losses import unet_weight_map
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((30, 128, 128), np.int64)
+    labels[:, 10:60, 10:60] = labels[:, 10:60, 64:120] = labels[:, 70:120, 10:120] = 1  # three cells, thin gaps
+    data = {"images": rng.random((30, 128, 128), dtype=np.float32), "labels": labels,
+            "weights": np.stack([unet_weight_map(label) for label in labels]),
+            "bands": np.zeros((30, 128, 128), bool)}
+    views = lesson02.folds(data)
+    assert [list(view["held_out_items"]) for view in views] == [list(range(0, 10)), list(range(10, 20)),
+                                                                  list(range(20, 30))]
+    assert all(len(view["train_labels"]) == 20 for view in views)
+    first = {arm.name: next(iter(lesson02.make_sampler(arm, 3, views[0]))) for arm in lesson02.ARMS}
+    reference = first[lesson02.REFERENCE]
+    for name in ("without skips", "without the weight map", "without the border term"):  # the same patches
+        assert torch.equal(first[name]["image"], reference["image"]), name
+    assert torch.equal(first["without skips"]["weight"], reference["weight"])
+    assert torch.equal(first["without the weight map"]["weight"], torch.ones_like(reference["weight"]))
+    balance = first["without the border term"]["weight"]  # w_c only: within the class weights, never the border's
+    class_only = lesson02.training_weights(lesson02.ARM["without the border term"], views[0])
+    assert class_only.max() <= views[0]["train_weights"].max() - 1  # the gaps' border term is gone
+    assert balance.min() >= class_only.min() - 1e-5 and balance.max() <= class_only.max() + 1e-5
+    assert lesson02.make_sampler(lesson02.ARM["without elastic deformation"], 3, views[0]).elastic_sigma == 0
+    assert lesson02.make_model("without skips", 0).knocked_out_skips() == {level: "zero" for level in range(4)}
+    assert lesson02.make_model(lesson02.REFERENCE, 0).knocked_out_skips() == {}
+    differing = {name: {k for k, v in arm.settings.items() if v != lesson02.ARM[lesson02.REFERENCE].settings[k]}
+                 for name, arm in lesson02.ARM.items()}
+    assert all(len(keys) == 1 for name, keys in differing.items() if name != lesson02.REFERENCE), differing

@@ -348,6 +348,46 @@ def test_every_skip_can_be_knocked_out_at_inference(case):
             pass
 
 
+@pytest.mark.parametrize("case", ENCODER_DECODER, ids=[i for c, i in zip(CASES, IDS) if c in ENCODER_DECODER])
+def test_a_skip_can_be_replaced_by_its_mean_and_knocked_out_for_good(case):
+    model = build(*case).eval()
+    x = batch(model)
+    joins = model.skip_joins()
+    seen = {}
+    hook = joins["level 0"].register_forward_hook(lambda module, inputs, output: seen.update(out=output))
+    with torch.no_grad(), model.skip_knocked_out(0, replace="mean"):
+        model(x)
+        skip = model.skip_pairs(x)["level 0"][0]
+    hook.remove()
+    assert model.knocked_out_skips() == {}
+    if joins["level 0"].mode == "concat":  # what the decoder receives: each channel's mean, everywhere
+        width = skip.shape[1]
+        received = seen["out"][:, :width] if joins["level 0"].skip_first else seen["out"][:, -width:]
+        torch.testing.assert_close(received, skip.mean(dim=tuple(range(2, skip.ndim)), keepdim=True).expand_as(skip))
+    with pytest.raises(ValueError, match="'zero' or 'mean'"):
+        with model.skip_knocked_out(0, replace="noise"):
+            pass
+    # For good: every skip carries zeros until the model is rebuilt; the weights that read them never learn.
+    assert model.knock_out_skips() is model
+    assert model.knocked_out_skips() == {level: "zero" for level in range(model.depth)}
+    with torch.no_grad():
+        knocked = unpack_output(model(x)).logits
+        with model.skip_knocked_out(*range(model.depth)):
+            assert torch.equal(unpack_output(model(x)).logits, knocked)
+    assert model.knocked_out_skips() == {level: "zero" for level in range(model.depth)}  # the block restores "zero"
+
+
+def test_a_unet_trained_without_skips_never_changes_the_weights_that_read_them():
+    model = unet_lessons.models.UNet(1, 2, width=2, depth=2).knock_out_skips()
+    conv = next(m for m in model.ups[-1].conv.modules() if isinstance(m, nn.Conv2d))  # the top level's first conv
+    before = conv.weight.detach().clone()
+    batches = [(torch.randn(2, 1, 16, 16), torch.randint(0, 2, (2, 16, 16))) for _ in range(3)]
+    fit(model, batches, nn.CrossEntropyLoss(), TrainConfig(steps=3, device="cpu", progress=False, collapse_check=False))
+    skip_width = model.features[0]  # the join puts the skip's channels first
+    assert torch.equal(conv.weight[:, :skip_width], before[:, :skip_width])  # zero input, zero gradient
+    assert not torch.equal(conv.weight[:, skip_width:], before[:, skip_width:])
+
+
 def test_the_layers_on_a_skip_are_drawn_followed_and_compared():
     model = build("toy", 2, 0, "heart").eval()
     assert [len(v) for v in model.skip_modules().values()] == [1, 1]

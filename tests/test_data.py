@@ -573,3 +573,30 @@ def test_patch_sampler_without_foreground_keeps_its_stream():
     torch.testing.assert_close(a[0], b[0])
     with pytest.raises(ValueError, match="probability"):
         PatchSampler(images, labels, 8, 4, foreground=1.5)
+
+
+def test_sampler_weights_move_with_the_image_and_leave_the_stream_alone():
+    images, labels = blocky_data(shape=(64, 64))
+    weights = images.astype(np.float32) * 1.5 + 0.25  # moved exactly as the image is, interpolation included
+    plain = PatchSampler(images, labels, 32, 4, elastic_sigma=6.0, mean=0.0, std=1.0, seed=3)
+    weighted = PatchSampler(images, labels, 32, 4, elastic_sigma=6.0, mean=0.0, std=1.0, seed=3, weights=weights)
+    for _ in range(3):
+        x, y = next(plain)
+        batch = next(weighted)
+        assert sorted(batch) == ["image", "label", "weight"]
+        torch.testing.assert_close(batch["image"], x)  # the weights draw no random numbers of their own
+        assert torch.equal(batch["label"], y)
+        torch.testing.assert_close(batch["weight"], x[:, 0] * 1.5 + 0.25)
+    # A weight map of ones stays ones through every augmentation: the unweighted loss, on the same patches.
+    ones = next(PatchSampler(images, labels, 32, 4, elastic_sigma=6.0, seed=3, weights=np.ones_like(weights)))
+    torch.testing.assert_close(ones["weight"], torch.ones(4, 32, 32))
+
+
+def test_sampler_weight_errors_are_clear():
+    images, labels = blocky_data()
+    with pytest.raises(ValueError, match="labels' shape"):
+        PatchSampler(images, labels, 16, 2, weights=np.ones(labels.shape[1:], np.float32))
+    with pytest.raises(ValueError, match="non-negative"):
+        PatchSampler(images, labels, 16, 2, weights=-np.ones(labels.shape, np.float32))
+    with pytest.raises(ValueError, match="transform"):
+        PatchSampler(images, labels, 16, 2, weights=np.ones(labels.shape, np.float32), transform=lambda d: d)

@@ -14,7 +14,7 @@ from monai.losses import DiceLoss as MonaiDiceLoss
 from scipy import ndimage
 
 from unet_lessons.losses import (SampleBalancedCrossEntropy, inverse_frequency_weight_map, DiceCELoss, SoftDiceLoss, one_hot, unet_weight_map, vnet_dice_gradient,
-                                  weighted_cross_entropy)
+                                  weighted_cross_entropy, WeightedCrossEntropy, cell_distances, separation_band)
 
 SPATIAL = {2: (9, 7), 3: (5, 6, 7)}  # odd, unequal sizes catch axis mix-ups
 NUM_CLASSES = 3
@@ -267,6 +267,35 @@ def test_weight_map_two_cells_by_hand():
     np.testing.assert_allclose(weight[label == 1], w_cell, rtol=1e-6)
     assert weight[12, 12] > weight[0, 29] > w_membrane - 1e-6  # far corner: small border term only
     assert weight.dtype == np.float32 and weight.shape == label.shape
+
+
+def test_cell_distances_are_eq2s_d1_and_d2_by_hand():
+    label = two_cells()
+    d1, d2 = cell_distances(label)
+    assert np.all(d1[label == 1] == 0)  # inside a cell, its own border is the nearest
+    np.testing.assert_allclose((d1 + d2)[5:15, 11:15], 5.0)  # every gap pixel: d1 + d2 = gap + 1
+    np.testing.assert_allclose(d2[5:15, 10], 5.0)  # A's last column is 5 px from B's first
+    assert np.all(d1 <= d2)
+    # One cell: nothing is second-nearest.
+    assert np.isinf(cell_distances(np.pad(np.ones((4, 4), int), 3))[1]).all()
+
+
+def test_separation_band_is_the_thin_gap_grown_by_its_width():
+    label = two_cells()
+    border = np.zeros(label.shape, bool)
+    border[5:15, 11:15] = True  # the gap, d1 + d2 = 5; the corners above and below it have d1 + d2 > 5
+    assert np.array_equal(separation_band(label, max_gap=5, width=0), border)
+    grown = np.zeros(label.shape, bool)
+    grown[4:16, 10:16] = True
+    assert np.array_equal(separation_band(label, max_gap=5, width=1), grown)
+    assert not separation_band(label, max_gap=4.5, width=1).any()  # a 4 px gap is wider than that
+
+
+def test_weighted_cross_entropy_module_takes_the_weight_from_the_batch():
+    logits, target = torch.randn(2, 2, 6, 6), torch.randint(0, 2, (2, 6, 6))
+    weight = torch.rand(2, 6, 6) * 3
+    torch.testing.assert_close(WeightedCrossEntropy()(logits, target, weight), weighted_cross_entropy(logits, target, weight))
+    torch.testing.assert_close(WeightedCrossEntropy()(logits, target, torch.ones(2, 6, 6)), F.cross_entropy(logits, target))
 
 
 def test_weight_map_class_weights_none_and_pair():

@@ -444,3 +444,31 @@ def test_progress_in_a_notebook_replaces_its_line(monkeypatch):
     summary = bar.finish(5, 0.25)
     assert shown[0] == "02-unet: 0/5 steps" and "about" in shown[1] and shown[-1] == summary
     assert re.fullmatch(r"02-unet: 5/5 steps in \d+ s, last loss 0\.250", summary)
+
+
+def test_fit_hands_the_batches_weight_map_to_a_loss_that_takes_it():
+    from unet_lessons.data import PatchSampler
+    from unet_lessons.losses import WeightedCrossEntropy, weighted_cross_entropy
+
+    pairs = [make_cells_2d(32, seed=seed) for seed in (0, 1)]
+    images, labels = np.stack([image for image, _ in pairs]), np.stack([label for _, label in pairs])
+    weights = np.random.default_rng(0).uniform(0.5, 5.0, labels.shape).astype(np.float32)
+    config = TrainConfig(steps=3, lr=1e-3, schedule="constant", device="cpu", progress=False, collapse_check=False)
+
+    def sampler():
+        return PatchSampler(images, labels, 16, 2, elastic_sigma=0.0, seed=0, weights=weights)
+
+    torch.manual_seed(0)
+    model = UNet(1, 2, width=2, depth=1)
+    by_hand = [b for _, b in zip(range(3), sampler())]
+    history = fit(model, sampler(), WeightedCrossEntropy(), config)
+    torch.manual_seed(0)
+    twin = UNet(1, 2, width=2, depth=1)
+    optimizer = torch.optim.Adam(twin.parameters(), lr=1e-3)
+    for step, batch in enumerate(by_hand):
+        loss = weighted_cross_entropy(twin(batch["image"]), batch["label"], batch["weight"])
+        optimizer.zero_grad(), loss.backward(), optimizer.step()
+        assert abs(loss.item() - history["loss"][step]) < 1e-6
+    # Weights the loss cannot take are not silently dropped.
+    with pytest.raises(ValueError, match="takes no `weight`"):
+        fit(UNet(1, 2, width=2, depth=1), sampler(), DiceCELoss(), config)

@@ -18,12 +18,14 @@ from matplotlib.text import Text
 
 from unet_lessons.models import UNet
 from unet_lessons.viz import (
+    draw_pooling_phases,
     draw_unet,
     feature_maps,
     figure_to_png,
     meta_copy,
     plot_feature_maps,
     plot_history,
+    pooling_cover,
     show_images,
     show_segmentation,
     top_variance_channels,
@@ -153,6 +155,33 @@ def test_show_images_colours_label_maps_by_class_and_names_them_in_one_legend():
     assert np.allclose(legend.get_patches()[2].get_facecolor()[:3], panels[1].images[0].cmap(2 / 10 + 0.05)[:3])
     with pytest.raises(ValueError, match="10 colours"):
         show_images([label], cmap="tab10", class_names=[str(i) for i in range(11)])
+
+
+def test_show_images_colour_bars_per_panel_and_never_on_a_label_map():
+    weights, label = np.random.rand(4, 4), np.array([[0, 1], [1, 0]])
+    fig = show_images([np.random.rand(4, 4), weights, label], cmap=["gray", "magma", "tab10"],
+                      colorbar=[False, True, True], class_names=["outside", "inside"])
+    assert len(fig.axes) == 3 + 1  # one colour bar: the weights'; the label map has the legend instead
+    with pytest.raises(ValueError, match="colour-bar flags"):
+        show_images([weights, weights], colorbar=[True])
+
+
+def test_show_segmentation_names_its_rows():
+    images, labels = np.random.rand(2, 8, 8), np.random.randint(0, 2, (2, 8, 8))
+    fig = show_segmentation(images, labels, labels, row_names=["slice 25", "slice 26"])
+    assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()] == ["slice 25", "slice 26"]
+    with pytest.raises(ValueError, match="one per image"):
+        show_segmentation(images, labels, row_names=["slice 25"])
+
+
+def test_pooling_phases_widen_an_interval_to_its_cells_edges():
+    assert pooling_cover(4, 9) == (4, 9) and pooling_cover(3, 8) == (2, 9) and pooling_cover(5, 5, cell=4) == (4, 7)
+    fig = draw_pooling_phases([(4, 9), (3, 8)], pixels=12)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "needs 6 px,\nfield 6 px" in texts and "needs 6 px,\nfield 8 px" in texts
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][0] == "pixels the layers above need"
+    with pytest.raises(ValueError, match="at least 12 pixels"):
+        draw_pooling_phases([(8, 10)], pixels=10)
 
 
 def test_figure_to_png_bytes_and_size():
@@ -436,3 +465,20 @@ def test_vnet_diagram_draws_its_strided_convolutions_residuals_and_real_maps():
     # The down-convolution doubles the channels: the map after it has 32 channels, not the 16 above it.
     enc1 = next(s for s in unet_diagram_data(model, (32, 32, 32)) if s["name"] == "enc1")
     assert (enc1["in_channels"], enc1["in_spatial"]) == (32, (16, 16, 16))
+
+
+def test_plot_differences_draws_every_item_and_the_family_interval():
+    from unet_lessons.stats import judge
+    from unet_lessons.viz import plot_differences
+
+    rng = np.random.default_rng(0)
+    differences = {"skips": 0.1 + 0.02 * rng.standard_normal((5, 30)), "elastic": 0.01 * rng.standard_normal((5, 30))}
+    family = judge(differences, {key: 0.01 for key in differences})
+    fig = plot_differences(differences, family, labels={"skips": "with vs without skips"})
+    ax = fig.axes[0]
+    assert [len(c.get_offsets()) for c in ax.collections if hasattr(c, "get_offsets") and len(c.get_offsets()) == 30] \
+        == [30, 30]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["with vs without skips", "elastic"]
+    assert "one family of 2" in [t.get_text() for t in fig.legends[0].get_texts()][1]
+    with pytest.raises(ValueError, match="judgement for every comparison"):
+        plot_differences(differences, {"skips": family["skips"]})

@@ -78,3 +78,58 @@ def pixel_weighted_cross_entropy(logits: torch.Tensor, target: torch.Tensor, wei
                "eliminate |A∩B| / (|A| + |B|).")
 def iou_from_dice(dice: torch.Tensor) -> torch.Tensor:
     return dice / (2 - dice)
+
+
+def _tiny_unet() -> torch.nn.Module:
+    """Case 1's network: a depth-2 U-Net of width 2, its weights drawn from seed 0."""
+    from ..models import UNet
+    from ..utils import seed_everything
+
+    seed_everything(0)
+    return UNet(1, 2, width=2, depth=2, upsample="interp")
+
+
+def _small_unet() -> torch.nn.Module:
+    """Case 2's network: a depth-3 U-Net of width 3, its weights drawn from seed 1."""
+    from ..models import UNet
+    from ..utils import seed_everything
+
+    seed_everything(1)
+    return UNet(1, 2, width=3, depth=3, upsample="interp")
+
+
+def _loop_cases(rng: np.random.Generator) -> list[dict]:
+    from ..losses import DiceCELoss
+
+    cases = []
+    for make_model, steps, side, lr, loss_fn in ((_tiny_unet, 5, 16, 1e-3, DiceCELoss()),
+                                                 (_small_unet, 4, 24, 3e-3, F.cross_entropy)):
+        generator = torch.Generator().manual_seed(int(rng.integers(1 << 30)))
+        batches = [(torch.randn(2, 1, side, side, generator=generator),
+                    torch.randint(0, 2, (2, side, side), generator=generator)) for _ in range(steps)]
+        cases.append({"make_model": make_model, "batches": batches, "loss_fn": loss_fn, "lr": lr})
+    return cases
+
+
+def _same_losses(answer, expected) -> bool:
+    """The same number of losses, each a float within 1e-6 of ``fit``'s."""
+    return (isinstance(answer, list) and len(answer) == len(expected)
+            and all(isinstance(a, float) and abs(a - e) <= 1e-6 for a, e in zip(answer, expected)))
+
+
+@register("lesson02.training_loop", task="train_steps(make_model, batches, loss_fn, lr) -> the list of training "
+          "losses (floats), one per batch: build the network with make_model(), then one torch.optim.Adam step "
+          "at the constant learning rate lr on each (x, y) pair of the list batches, in order.",
+          cases=_loop_cases, compare=_same_losses,
+          hint="build the optimizer once, before the loop, over model.parameters(); in each step: logits = "
+               "model(x), loss = loss_fn(logits, y), then optimizer.zero_grad(), loss.backward(), "
+               "optimizer.step(); keep loss.item(), the loss before the step changes the weights. If the first "
+               "loss is right and the later ones are not, look at the order of those three calls.")
+def train_steps(make_model, batches, loss_fn, lr: float) -> list[float]:
+    """The reference is ``fit`` itself, with Adam at a constant learning rate on the CPU: a student's loop that
+    passes gives ``fit``'s losses to 1e-6."""
+    from ..train import TrainConfig, fit
+
+    config = TrainConfig(steps=len(batches), lr=lr, optimizer="adam", schedule="constant", device="cpu",
+                         progress=False, collapse_check=False)
+    return fit(make_model(), batches, loss_fn, config)["loss"]

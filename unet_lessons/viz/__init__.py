@@ -16,7 +16,7 @@ from .diagram import draw_unet, meta_copy, unet_diagram_data
 from .fcn_diagram import draw_fcn, fcn_diagram_data
 from .node_grid import draw_node_grid, node_grid_data
 from .feature_maps import feature_maps, plot_feature_maps, top_variance_channels
-from .plots import error_map, figure_to_png, plot_history, show_images, show_segmentation
+from .plots import error_map, figure_to_png, plot_differences, plot_history, show_images, show_segmentation
 from .slice_viewer import SliceViewer
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "figure_to_png",
     "meta_copy",
     "node_grid_data",
+    "plot_differences",
     "plot_feature_maps",
     "plot_history",
     "show_images",

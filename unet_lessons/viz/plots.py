@@ -23,9 +23,11 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 __all__ = [
+    "plot_differences",
     "FP_COLOUR",
     "FN_COLOUR",
     "class_colour",
@@ -149,6 +151,7 @@ def show_segmentation(
     foreground: int = 1,
     title: Optional[str] = None,
     alpha: float = 0.4,
+    row_names: Optional[Sequence[str]] = None,
 ) -> Figure:
     """Image, label overlay, prediction overlay and (with both) the foreground error map.
 
@@ -163,6 +166,8 @@ def show_segmentation(
             class except the background (0, or 1 when ``foreground`` is 0) is tinted.
         title: figure title.
         alpha: opacity of the class tint.
+        row_names: one name per row, written beside it (``"slice 25"``); default ``"sample i"``
+            when there are several rows.
 
     Returns:
         A figure with N rows of panels "image", "label", "prediction" and "errors: FP / FN"
@@ -196,6 +201,8 @@ def show_segmentation(
         panels.append("errors: FP / FN")
 
     rows, cols = images.shape[0], len(panels)
+    if row_names is not None and len(row_names) != rows:
+        raise ValueError(f"row_names has {len(row_names)} names for {rows} rows; give one per image.")
     height, width = images.shape[1:]
     panel = min(3.2, MAX_WIDTH / cols, 9.0 / rows * width / height)
     fig = Figure(figsize=(panel * cols, panel * height / width * rows + 0.9 + 0.3 * (title is not None)),
@@ -207,8 +214,8 @@ def show_segmentation(
             ax = axes[row, col]
             if kind == "image":
                 _image_panel(ax, images[row])
-                if rows > 1:
-                    ax.set_ylabel(f"sample {row}")
+                if row_names is not None or rows > 1:
+                    ax.set_ylabel(row_names[row] if row_names is not None else f"sample {row}")
             elif kind == "label":
                 _image_panel(ax, images[row])
                 ax.imshow(_overlay(labels[row], coloured, alpha), interpolation="nearest")
@@ -327,7 +334,7 @@ def show_images(
     cmap: Union[str, Sequence[str]] = "gray",
     suptitle: Optional[str] = None,
     ncols: Optional[int] = None,
-    colorbar: bool = False,
+    colorbar: Union[bool, Sequence[bool]] = False,
     vmin: Optional[float] = None,
     vmax: Optional[float] = None,
     class_names: Optional[Sequence[str]] = None,
@@ -341,7 +348,8 @@ def show_images(
         cmap: colour map for all panels, or one per panel.
         suptitle: figure title.
         ncols: panels per row (default: up to 4).
-        colorbar: add a colour bar to each panel.
+        colorbar: add a colour bar to each panel, or, one flag per panel, to those flagged. A label map
+            coloured by class (below) gets the class legend instead, never a colour bar.
         vmin, vmax: a shared colour range (default: each panel its own).
         class_names: for label maps (class indices): the name of each class. Every panel whose colour
             map is ``"tab10"`` is then coloured class ``c`` = the c-th colour of tab10 whatever the
@@ -366,11 +374,15 @@ def show_images(
     if titles is not None and len(titles) != count:
         raise ValueError(f"got {count} images but {len(titles)} titles.")
     cmaps = [cmap] * count if isinstance(cmap, str) else list(cmap)
+    bars = [bool(colorbar)] * count if isinstance(colorbar, (bool, np.bool_)) else [bool(b) for b in colorbar]
+    if len(cmaps) != count or len(bars) != count:
+        raise ValueError(f"got {count} images, {len(cmaps)} colour maps and {len(bars)} colour-bar flags; give one "
+                         "of each per image, or one for all.")
     ncols = ncols or min(count, 4)
     nrows = math.ceil(count / ncols)
     height, width = arrays[0].shape[:2]
     panel = min(3.0, MAX_WIDTH / ncols)
-    extra = 0.7 if colorbar else 0.0
+    extra = 0.7 if any(bars) else 0.0
     fig = Figure(figsize=(min(MAX_WIDTH, (panel + extra) * ncols), panel * height / width * nrows + 0.4 * nrows
                           + 0.4 * (suptitle is not None)), dpi=100, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
@@ -385,7 +397,7 @@ def show_images(
         ax.set_yticks([])
         if titles is not None:
             ax.set_title(titles[index], fontsize=10)
-        if colorbar:
+        if bars[index] and not is_label_map:
             fig.colorbar(shown, ax=ax, shrink=0.85)
     if suptitle is not None:
         fig.suptitle(suptitle)
@@ -393,4 +405,52 @@ def show_images(
         handles = [Patch(facecolor=class_colour(c), edgecolor="black", linewidth=0.5, label=name)
                    for c, name in enumerate(class_names)]
         fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9, frameon=False)
+    return fig
+
+
+# ----- paired differences of a stored comparison ------------------------------------------------
+def plot_differences(differences: Mapping[str, np.ndarray], judgements: Mapping[str, object], *,
+                     labels: Optional[Mapping[str, str]] = None, unit: str = "Dice",
+                     title: str = "Paired differences A − B") -> Figure:
+    """One column per comparison: each held-out item's difference A − B (the mean of the seeds), and
+    the family-wise interval of the mean difference, against the margin.
+
+    Args:
+        differences: comparison -> differences (seeds, items), as ``StoredTable.differences`` gives them.
+        judgements: comparison -> its :class:`~unet_lessons.stats.Judgement` from ``judge`` (the
+            interval and the margin drawn).
+        labels: comparison -> the text under its column (default: the key).
+        unit: the score's name, for the axis.
+        title: the figure title.
+    """
+    keys = list(differences)
+    if not keys or set(keys) - set(judgements):
+        raise ValueError("plot_differences needs a judgement for every comparison it draws.")
+    labels = {key: key for key in keys} | dict(labels or {})
+    fig = Figure(figsize=(1.9 * len(keys) + 1.6, 4.2), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    margins = {judgements[key].margin for key in keys}
+    for margin in margins:
+        ax.axhspan(-margin, margin, color="0.9", zorder=0)
+    ax.axhline(0.0, color="0.5", lw=0.8, zorder=1)
+    jitter = np.random.default_rng(0)  # a fixed spread, so that the stored figure does not change from run to run
+    for column, key in enumerate(keys):
+        per_item = np.asarray(differences[key], dtype=float).mean(axis=0)
+        ax.scatter(column + jitter.uniform(-0.18, 0.18, len(per_item)), per_item, s=12, color="tab:blue",
+                   alpha=0.6, zorder=2)
+        judgement = judgements[key]
+        low, high = ((judgement.interval.low, judgement.interval.high) if judgement.interval is not None
+                     else (judgement.mean, judgement.mean))
+        ax.errorbar(column + 0.32, judgement.mean, yerr=[[judgement.mean - low], [high - judgement.mean]], fmt="o",
+                    color="black", capsize=5, lw=2, zorder=3)
+    ax.set_xticks(range(len(keys)), [labels[key] for key in keys], fontsize=9)
+    ax.set_xlim(-0.6, len(keys) - 0.3)
+    ax.set_ylabel(f"A − B ({unit})")
+    family = {judgements[key].family for key in keys}
+    handles = [Patch(facecolor="tab:blue", alpha=0.6, label="one held-out item: A − B, mean of the seeds"),
+               Line2D([], [], color="black", marker="o", lw=2,
+                                       label=f"mean, and its 95 % interval (one family of {max(family)})"),
+               Patch(facecolor="0.9", label=f"margin ±{max(margins):g}: no difference that matters")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    ax.set_title(title)
     return fig

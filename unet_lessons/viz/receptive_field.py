@@ -44,6 +44,8 @@ __all__ = [
     "model_receptive_field",
     "gradient_receptive_field",
     "draw_receptive_fields",
+    "pooling_cover",
+    "draw_pooling_phases",
 ]
 
 
@@ -363,6 +365,63 @@ def draw_receptive_fields(image: np.ndarray, positions: Sequence[Sequence[int]],
     ax.set_xlabel("column (px)")
     ax.set_ylabel("row (px)")
     ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    return fig
+
+
+def pooling_cover(first: int, last: int, cell: int = 2) -> tuple[int, int]:
+    """The fine pixels that the pooling cells holding pixels ``first..last`` cover: the interval widened to cell edges.
+
+    Walking a receptive field back through an up-convolution and the pooling below it, an interval
+    of fine pixels becomes its coarse parents (``first // cell`` to ``last // cell``), and each parent
+    covers its whole pooling cell of ``cell`` pixels.
+    """
+    if last < first or first < 0 or cell < 1:
+        raise ValueError(f"need 0 <= first <= last and cell >= 1; got first={first}, last={last}, cell={cell}.")
+    return first // cell * cell, (last // cell + 1) * cell - 1
+
+
+def draw_pooling_phases(intervals: Sequence[tuple[int, int]], *, pixels: int = 16, cell: int = 2,
+                        title: str = "The same need, two phases of the pooling grid") -> Figure:
+    """One row per interval of fine pixels: the pixels it needs, and those its pooling cells add (1-D).
+
+    Args:
+        intervals: ``(first, last)`` fine pixels, e.g. ``[(4, 9), (3, 8)]``: equally wide, one on
+            the cell edges, one across them.
+        pixels: fine pixels drawn per row.
+        cell: pooling cell width (2 for a 2×2 pooling).
+        title: the figure title.
+    """
+    fig = Figure(figsize=(0.42 * pixels + 2.6, 0.9 * len(intervals) + 1.4), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    needed_colour, added_colour = "tab:blue", "tab:orange"
+    for row, (first, last) in enumerate(intervals):
+        low, high = pooling_cover(first, last, cell)
+        if high >= pixels:
+            raise ValueError(f"interval {first}..{last} covers pixel {high}; draw at least {high + 1} pixels.")
+        y = -row * 1.6
+        for x in range(pixels):
+            colour = needed_colour if first <= x <= last else added_colour if low <= x <= high else "white"
+            ax.add_patch(Rectangle((x, y), 1, 1, facecolor=colour, edgecolor="0.6", lw=0.8))
+        for edge in range(0, pixels + 1, cell):  # the pooling grid
+            ax.plot([edge, edge], [y - 0.15, y + 1.15], color="black", lw=2)
+        ax.text(pixels + 0.4, y + 0.5, f"needs {last - first + 1} px,\nfield {high - low + 1} px", va="center",
+                fontsize=9)
+        ax.text(-0.4, y + 0.5, f"pixels {first}–{last}", va="center", ha="right", fontsize=9)
+    ax.set_xlim(-3.2, pixels + 3.2)
+    ax.set_ylim(-1.6 * (len(intervals) - 1) - 0.4, 1.5)
+    ax.set_xticks(np.arange(pixels) + 0.5, [str(x) for x in range(pixels)], fontsize=8)
+    ax.set_yticks([])
+    ax.set_xlabel("fine pixel (input side of the pooling)")
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(facecolor=needed_colour, label="pixels the layers above need"),
+                       Patch(facecolor=added_colour, label="added: the rest of their pooling cells"),
+                       Line2D([], [], color="black", lw=2, label=f"pooling cell edge ({cell} px)")],
+              loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3, fontsize=8, frameon=False)
+    ax.set_title(title)
     return fig
 
 
