@@ -205,6 +205,18 @@ def _weighted_ce_sum(logits, target, weights):
     return -(weights * picked).sum()
 
 
+def _loop_without_zero_grad(make_model, batches, loss_fn, lr):  # the gradients of every step add up
+    model = make_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for x, y in batches:
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
 def _iou_from_dice_inverted(dice):
     """The inverse map (Dice from IoU), 2x / (1 + x), instead of IoU from Dice."""
     return 2 * dice / (1 + dice)
@@ -377,6 +389,7 @@ WRONG_ANSWERS = {
     "lesson02.weighted_cross_entropy": [(_weighted_ce_softmax_on_the_last_axis, "your value is too"),
                                         (_weighted_ce_sum, "your value is too")],
     "lesson02.iou_from_dice": [(_iou_from_dice_inverted, "the values differ")],
+    "lesson02.training_loop": [(_loop_without_zero_grad, "items [2, 3, 4] (counting from 0) differ")],
     "lesson03.paper_parameters": [(_cicek_upconvs_with_bias, "too large")],
     "lesson03.valid_sides": [(_valid_sides_without_the_bottleneck, "case 1 of 3")],
     "lesson03.conv_output_bytes": [(_conv_output_bytes_forgets_the_transposed, "too small")],

@@ -168,9 +168,13 @@ class PatchSampler:
         margins = [(self.margin, self.margin)] * len(sizes)
         self._padded_images = mirror_pad(self.images, margins, first_axis=2) if self.margin else self.images
         self._padded_labels = mirror_pad(self.labels, margins, first_axis=1) if self.margin else self.labels
-        self.weights = None if weights is None else weights.float()[:, None]  # (N, 1, *S): moved as an image channel
-        self._padded_weights = (mirror_pad(self.weights, margins, first_axis=2) if self.margin and weights is not None
-                                else self.weights)
+        self._weights = None if weights is None else weights.float()[:, None]  # (N, 1, *S): moved as an image channel
+        self._padded_weights = (mirror_pad(self._weights, margins, first_axis=2) if self.margin and weights is not None
+                                else self._weights)
+        if weights is not None:
+            # Public only when given: the stored benchmarks describe a sampler by its public attributes, and a
+            # sampler without weights must describe itself as it did before they existed.
+            self.weights = self._weights
         self.foreground = float(foreground)
         # Foreground voxel coordinates per sample, (K_i, len(S)), for placing patches around them.
         self._foreground_voxels = [torch.nonzero(label > 0) for label in self.labels] if foreground > 0 else None
@@ -221,7 +225,7 @@ class PatchSampler:
         for b, index in enumerate(which.tolist()):
             window = tuple(slice(int(s[b]), int(s[b]) + p + 2 * m) for s, p in zip(starts, self.patch_size))
             image = self._padded_images[(index, slice(None)) + window]  # (C, *(P + 2m))
-            if self.weights is not None:  # the weight rides along as a last channel, so it moves with the image
+            if self._weights is not None:  # the weight rides along as a last channel, so it moves with the image
                 image = torch.cat([image, self._padded_weights[(index, slice(None)) + window]])
             xs.append(image)
             ys.append(self._padded_labels[(index,) + window])  # (*(P + 2m))
@@ -237,7 +241,7 @@ class PatchSampler:
             x, y = self._apply_transform(x, y)
         if self.regions is not None:
             y = labels_to_regions(y, self.regions).float()  # (B, R, *P)
-        if self.weights is not None:
+        if self._weights is not None:
             x, w = x[:, :-1], x[:, -1]  # (B, C, *P), (B, *P)
             return {"image": ((x - self.mean) / self.std).contiguous(), "label": y.contiguous(),
                     "weight": w.clamp_min(0).contiguous()}  # interpolation cannot go below 0; clamp guards round-off

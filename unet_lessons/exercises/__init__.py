@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -156,7 +157,12 @@ def _call_text(name: str, case: dict) -> str:
             return f"<array {v.shape}>"
         if isinstance(v, torch.nn.Module):
             return f"<{type(v).__name__}>"
-        return repr(v)
+        if inspect.isroutine(v):  # a function's repr holds a memory address, which means nothing to a student
+            return f"<function {getattr(v, '__name__', 'given')}>"
+        text = repr(v)
+        if isinstance(v, (list, tuple)) and len(text) > 60:
+            return f"<{type(v).__name__} of {_plural(len(v), 'item')}>"
+        return text
 
     return f"{name}({', '.join(f'{k}={short(v)}' for k, v in case.items())})"
 
