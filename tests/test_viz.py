@@ -480,5 +480,8 @@ def test_plot_differences_draws_every_item_and_the_family_interval():
         == [30, 30]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["with vs without skips", "elastic"]
     assert "one family of 2" in [t.get_text() for t in fig.legends[0].get_texts()][1]
+    assert [t.get_text() for t in ax.texts] == [family["skips"].verdict.replace(" at this budget", ""),
+                                               family["elastic"].verdict.replace(" at this budget", "")]
+    assert plot_differences(differences, family, ylabel="gain of A").axes[0].get_ylabel() == "gain of A"
     with pytest.raises(ValueError, match="judgement for every comparison"):
         plot_differences(differences, {"skips": family["skips"]})

@@ -410,7 +410,7 @@ def show_images(
 
 # ----- paired differences of a stored comparison ------------------------------------------------
 def plot_differences(differences: Mapping[str, np.ndarray], judgements: Mapping[str, object], *,
-                     labels: Optional[Mapping[str, str]] = None, unit: str = "Dice",
+                     labels: Optional[Mapping[str, str]] = None, unit: str = "Dice", ylabel: Optional[str] = None,
                      title: str = "Paired differences A − B") -> Figure:
     """One column per comparison: each held-out item's difference A − B (the mean of the seeds), and
     the family-wise interval of the mean difference, against the margin.
@@ -421,6 +421,7 @@ def plot_differences(differences: Mapping[str, np.ndarray], judgements: Mapping[
             interval and the margin drawn).
         labels: comparison -> the text under its column (default: the key).
         unit: the score's name, for the axis.
+        ylabel: the axis label instead (a family of several scores, or gains where lower is better).
         title: the figure title.
     """
     keys = list(differences)
@@ -443,14 +444,16 @@ def plot_differences(differences: Mapping[str, np.ndarray], judgements: Mapping[
                      else (judgement.mean, judgement.mean))
         ax.errorbar(column + 0.32, judgement.mean, yerr=[[judgement.mean - low], [high - judgement.mean]], fmt="o",
                     color="black", capsize=5, lw=2, zorder=3)
+        ax.annotate(judgement.verdict.replace(" at this budget", ""), (column, 1.0), xycoords=("data", "axes fraction"),
+                    ha="center", va="bottom", fontsize=8)  # the verdict above its column
     ax.set_xticks(range(len(keys)), [labels[key] for key in keys], fontsize=9)
     ax.set_xlim(-0.6, len(keys) - 0.3)
-    ax.set_ylabel(f"A − B ({unit})")
+    ax.set_ylabel(ylabel or f"A − B ({unit})")
     family = {judgements[key].family for key in keys}
-    handles = [Patch(facecolor="tab:blue", alpha=0.6, label="one held-out item: A − B, mean of the seeds"),
+    handles = [Patch(facecolor="tab:blue", alpha=0.6, label="one held-out item: its difference, mean of the seeds"),
                Line2D([], [], color="black", marker="o", lw=2,
                                        label=f"mean, and its 95 % interval (one family of {max(family)})"),
                Patch(facecolor="0.9", label=f"margin ±{max(margins):g}: no difference that matters")]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
-    ax.set_title(title)
+    ax.set_title(title, pad=16)  # room for the verdicts above the columns
     return fig
