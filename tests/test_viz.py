@@ -114,10 +114,10 @@ def test_plot_history_with_validation():
     left, right = fig.axes
     assert left.get_xlabel() == "step" and left.get_ylabel() == "loss"
     assert left.get_title() == "Run 1"
-    assert right.get_ylabel() == "val_dice"
+    assert right.get_ylabel() == "dice (held out)"
     assert left.get_yscale() == "log", "the loss spans two decades"
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert "train loss" in labels and "val_loss" in labels and "val_dice" in labels
+    assert "train loss" in labels and "loss (held out)" in labels and "dice (held out)" in labels
 
 
 def test_plot_history_without_validation():

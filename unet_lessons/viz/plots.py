@@ -260,6 +260,11 @@ def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(values, np.ones(window) / window, mode="valid")
 
 
+def _held_out_label(name: str) -> str:
+    """``"val_membrane Dice"`` -> ``"membrane Dice (held out)"``: the history's key as a reader would name it."""
+    return f"{name.removeprefix('val_')} (held out)" if name.startswith("val_") else name
+
+
 def plot_history(history: Mapping[str, Sequence[float]], *, metrics: Optional[Sequence[str]] = None,
                  title: str = "Training") -> Figure:
     """Training loss (left axis) and validation metrics (right axis) against the step.
@@ -297,7 +302,7 @@ def plot_history(history: Mapping[str, Sequence[float]], *, metrics: Optional[Se
     losses = [loss]
     if "val_loss" in history and len(history["val_loss"]) == len(val_steps) > 0:
         val_loss = np.asarray(history["val_loss"], dtype=float)
-        ax.plot(val_steps, val_loss, "o-", color="C3", ms=4, label="val_loss")
+        ax.plot(val_steps, val_loss, "o-", color="C3", ms=4, label=_held_out_label("val_loss"))
         losses.append(val_loss)
     all_loss = np.concatenate(losses)
     all_loss = all_loss[np.isfinite(all_loss)]
@@ -316,12 +321,12 @@ def plot_history(history: Mapping[str, Sequence[float]], *, metrics: Optional[Se
             values = np.asarray(history[name], dtype=float)
             x = val_steps if len(values) == len(val_steps) and len(val_steps) else steps[: len(values)]
             handles += right.plot(x, values, marker="os^Dv"[index % 5], ms=4, color=f"C{(index + 1) % 10}",
-                                  label=name)
+                                  label=_held_out_label(name))
             values_all.append(values)
         joined = np.concatenate(values_all)
         if joined.size and np.nanmin(joined) >= 0 and np.nanmax(joined) <= 1:
             right.set_ylim(0, 1.02)
-        right.set_ylabel(", ".join(metrics))
+        right.set_ylabel(", ".join(_held_out_label(name) for name in metrics))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize=9, frameon=False)
     return fig
 
