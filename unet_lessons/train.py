@@ -299,10 +299,12 @@ def _unpack_batch(batch: Any, device: torch.device, model: nn.Module, loss_fn: C
         if "image" not in batch or "label" not in batch:
             raise ValueError(f"a dict batch needs the keys 'image' and 'label' (MONAI's names); got {sorted(batch)}.")
         fields = [k for k in batch if k not in ("image", "label")]
-        on_device = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items() if k in fields}
         for_model = _accepted_inputs(model.forward, fields, skip=1)  # after the image
         for_loss = _accepted_inputs(loss_fn.forward if isinstance(loss_fn, nn.Module) else loss_fn, fields, skip=2,
                                     everything_if_unreadable=False)  # after the prediction and the target
+        # Only the fields someone takes go to the device: metadata that nobody reads stays where it is.
+        on_device = {k: batch[k].to(device) if isinstance(batch[k], torch.Tensor) else batch[k]
+                     for k in for_model | for_loss}
         if "weight" in fields and "weight" not in for_loss:  # training unweighted while meaning to weigh is silent
             raise ValueError(f"the batches carry a per-pixel 'weight', but the loss {type(loss_fn).__name__} takes no "
                              "`weight` argument, so it would be ignored. Use a loss that takes it (unet_lessons."

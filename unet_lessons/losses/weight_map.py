@@ -97,7 +97,7 @@ def cell_distances(label: np.ndarray, *, reach: float = 30.0) -> tuple[np.ndarra
     """``d1`` and ``d2`` of the U-Net paper's eq. 2: each pixel's distance to the nearest and the second-nearest cell.
 
     Ronneberger et al. 2015, Section 3: "d1 : Ω → R denotes the distance to the border of the
-    nearest cell and d2 : Ω → R the distance to the border of the second closest cell". Cells are
+    nearest cell and d2 : Ω → R the distance to the border of the second nearest cell". Cells are
     the 4-connected components of class 1; a distance is Euclidean, from the pixel's centre to the
     nearest pixel of the cell, so it is 0 inside a cell (for a cell pixel, ``d1 = 0`` and ``d2`` is
     the distance to the nearest *other* cell) and 1 for a membrane pixel touching one.
