@@ -312,9 +312,51 @@ def fcn_reference(x: torch.Tensor, s: State, a: dict, training: bool) -> torch.T
     return out[:, :, :height, :width]
 
 
+# ----- MultiResUNet --------------------------------------------------------------------------------
+def multiresunet_reference(x: torch.Tensor, s: State, a: dict, training: bool) -> torch.Tensor:
+    """Ibtehaz and Rahman 2020, as the official Keras code (nibtehaz/MultiResUNet, tensorflow/MultiResUNet.py):
+    ``conv2d_bn`` = conv without bias, batch norm without scale, then the activation; a MultiRes block is a chain
+    of three 3x3 conv2d_bn, concatenated, batch-normalised, plus a 1x1 conv2d_bn shortcut, then ReLU, then
+    batch norm; a Res path unit is 3x3 conv2d_bn (ReLU) + 1x1 conv2d_bn, ReLU, batch norm; the decoder
+    concatenates [up-conv, skip]; the output is a 1x1 conv2d_bn without activation (or a plain 1x1 conv)."""
+    def conv_bn(h, name, padding, act):
+        h = _norm(_conv(h, s, f"{name}.conv", padding=padding), s, f"{name}.norm", "batch", training)
+        return F.relu(h) if act else h
+
+    def block(h, name):
+        if a["block"] == "double_conv":
+            for unit in ("conv1", "conv2"):
+                h = _conv_norm_act(h, s, f"{name}.{unit}", norm="batch", act="relu", training=training, padding=1)
+            return h
+        first = conv_bn(h, f"{name}.conv3", 1, True)
+        second = conv_bn(first, f"{name}.conv5", 1, True)
+        third = conv_bn(second, f"{name}.conv7", 1, True)
+        out = _norm(torch.cat([first, second, third], 1), s, f"{name}.concat_norm", "batch", training)
+        out = F.relu(conv_bn(h, f"{name}.shortcut", 0, False) + out)
+        return _norm(out, s, f"{name}.norm", "batch", training)
+
+    def res_path(h, level):
+        for unit in range(a["depth"] - level):  # 4, 3, 2, 1 units from the top level down
+            name = f"res_paths.{level}.unit{unit + 1}"
+            h = F.relu(conv_bn(h, f"{name}.conv", 1, True) + conv_bn(h, f"{name}.shortcut", 0, False))
+            h = _norm(h, s, f"{name}.norm", "batch", training)
+        return h
+
+    encoder, h = [], x
+    for level in range(a["depth"] + 1):
+        h = block(h if level == 0 else _pool(h), "encoder.0" if level == 0 else f"encoder.{level}.block")
+        encoder.append(h)
+    h = encoder.pop()
+    for index, level in enumerate(reversed(range(a["depth"]))):
+        skip = res_path(encoder[level], level) if a["res_paths"] else encoder[level]
+        h = block(torch.cat([_conv_transpose(h, s, f"ups.{index}", stride=2), skip], 1), f"decoder.{index}")
+    h = _conv(h, s, "head.0")
+    return _norm(h, s, "head.1", "batch", training) if a["output_norm"] else h
+
+
 REFERENCES: dict[str, Callable] = {"unet": unet_reference, "nonewnet": nonewnet_reference, "vnet": vnet_reference,
                                    "unetpp": unetpp_reference, "myronenko": myronenko_reference,
-                                   "fcn": fcn_reference}
+                                   "fcn": fcn_reference, "multiresunet": multiresunet_reference}
 
 # Every example configuration of every registered model, in every spatial_dims it supports ...
 CASES = [(name, dims, dict(kwargs)) for name, constructor in MODELS.items()
@@ -329,6 +371,7 @@ CASES += [
     ("vnet", 3, {"encoder_depths": (1, 2, 2), "decoder_depths": (2, 1), "downsample": "maxpool", "norm": "batch"}),
     ("fcn", 2, {"variant": "8s", "fc_width": 8, "norm": "batch", "dropout": 0.5}),
     ("myronenko", 2, {"vae_input_size": 16, "blocks_down": (1, 1, 1, 2)}),  # VAE map x2 without a fixed size
+    ("multiresunet", 2, {"depth": 3, "alpha": 2.0}),  # another alpha, and a Res path of three units
 ]
 IDS = [f"{name}-{dims}d-" + ("-".join(f"{k}={v}" for k, v in kwargs.items()) or "default")
        for name, dims, kwargs in CASES]

@@ -5,13 +5,16 @@
 * :mod:`.units`: ``ConvNormAct`` (both orders), ``DoubleConv``, ``ResidualBlock``, ``StridedDown``.
 * :mod:`.stages`: the U-Net's ``Down`` and ``Up`` (and ``center_crop``), ``SkipJoin`` (where every skip meets
   the decoder), V-Net's residual ``VNetStage``.
+* :mod:`.multires`: MultiResUNet's ``MultiResBlock`` and ``ResPath``.
 """
 
 from .layers import (ACTS, NORMS, LayerSpec, avg_pool_type, conv_transpose_type, conv_type, interpolation_mode,
                      make_act, make_norm, max_pool_type)
 from .units import ORDERS, ConvNormAct, DoubleConv, ResidualBlock, StridedDown
 from .stages import Down, SkipJoin, Up, VNetStage, center_crop
+from .multires import MultiResBlock, ResPath, ResPathUnit, multires_widths
 
 __all__ = ["conv_type", "conv_transpose_type", "max_pool_type", "avg_pool_type", "interpolation_mode", "make_norm",
            "make_act", "NORMS", "ACTS", "ORDERS", "LayerSpec", "ConvNormAct", "DoubleConv", "ResidualBlock",
-           "StridedDown", "Down", "Up", "SkipJoin", "center_crop", "VNetStage"]
+           "StridedDown", "Down", "Up", "SkipJoin", "center_crop", "VNetStage", "MultiResBlock", "ResPath",
+           "ResPathUnit", "multires_widths"]

@@ -78,8 +78,9 @@ def make_norm(norm: LayerSpec, num_channels: int, spatial_dims: int, num_groups:
     """Return the normalisation layer ``norm``, or ``nn.Identity`` for ``None``.
 
     Args:
-        norm: ``"batch"``, ``"instance"`` (affine by default, as nnU-Net uses it; ``("instance",
-            {"affine": False})`` for the plain one), ``"group"``, or ``None``; or a (name, options) pair.
+        norm: ``"batch"`` (``("batch", {"scale": False})``: a learned shift, no learned scale, as Keras's
+            ``BatchNormalization(scale=False)``), ``"instance"`` (affine by default, as nnU-Net uses it;
+            ``("instance", {"affine": False})`` for the plain one), ``"group"``, or ``None``; or a (name, options) pair.
         num_channels: channels of the tensor being normalised.
         spatial_dims: 1, 2 or 3.
         num_groups: groups for a plain ``"group"``: reduced to a divisor of ``num_channels`` when it
@@ -90,7 +91,15 @@ def make_norm(norm: LayerSpec, num_channels: int, spatial_dims: int, num_groups:
     if name is None:
         return nn.Identity()
     if name == "batch":
-        return _BATCH_NORM[spatial_dims](num_channels, **options)
+        # scale=False: Keras's BatchNormalization(scale=False), a learned shift and no learned scale
+        # (MultiResUNet's official code puts it after every convolution).
+        scale = options.pop("scale", True)
+        layer = _BATCH_NORM[spatial_dims](num_channels, **options)
+        if not scale:
+            if not layer.affine:
+                raise ValueError("batch norm with scale=False keeps a learned shift; it needs affine=True (the default).")
+            layer.register_parameter("weight", None)  # F.batch_norm takes weight=None: no scale
+        return layer
     if name == "instance":
         return _INSTANCE_NORM[spatial_dims](num_channels, **{"affine": True, **options})
     if name == "group":

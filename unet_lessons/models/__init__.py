@@ -14,6 +14,7 @@ import torch.nn as nn
 from .adapters import OutputAdapter
 from .base import FEATURE_SCHEMES, ModelOutput, SegmentationModel, unpack_output
 from .fcn import FCN, FCN32sSeed, VGGClassifier, VGGEncoder, convolutionalize
+from .multiresunet import MULTIRESUNET_PRESETS, MultiResUNet, keras_counts
 from .myronenko import MyronenkoNet
 from .nonewnet import NoNewNet
 from .unet import UNET_PRESETS, UNet
@@ -21,7 +22,7 @@ from .unetpp import UNetPlusPlus
 from .vnet import VNET_PRESETS, VNet
 
 __all__ = ["MODELS", "build_model", "SegmentationModel", "ModelOutput", "unpack_output", "FEATURE_SCHEMES",
-           "OutputAdapter", "UNet", "NoNewNet", "MyronenkoNet", "UNET_PRESETS", "VNet", "VNET_PRESETS", "UNetPlusPlus", "FCN", "FCN32sSeed", "VGGEncoder", "VGGClassifier", "convolutionalize"]
+           "OutputAdapter", "UNet", "NoNewNet", "MyronenkoNet", "UNET_PRESETS", "VNet", "VNET_PRESETS", "UNetPlusPlus", "MultiResUNet", "MULTIRESUNET_PRESETS", "keras_counts", "FCN", "FCN32sSeed", "VGGEncoder", "VGGClassifier", "convolutionalize"]
 
 #: name -> a SegmentationModel class. Every entry is tested against the contract by tests/test_contract.py.
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -31,6 +32,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "unetpp": UNetPlusPlus,
     "nonewnet": NoNewNet,
     "myronenko": MyronenkoNet,
+    "multiresunet": MultiResUNet,
 }
 
 

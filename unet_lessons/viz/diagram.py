@@ -304,7 +304,9 @@ def _describe(model: nn.Module, spatial_dims: int) -> dict[str, str]:
                  else ", ".join(parts + norms + acts))
     texts = {"conv": conv_text, "pool": _layer_text(down, cube),
              "up": ", then ".join(_layer_text(layer, cube) for layer in up_layers), "head": head}
-    if residual_stages(model):
+    on_skips = any(getattr(m, "residual", False) for modules in model.skip_modules().values()
+                   for module in modules for m in module.modules())  # drawn as ⊕ on a skip's label
+    if residual_stages(model) or on_skips:
         texts["residual"] = "residual addition (stage input + output)"
     return texts
 
