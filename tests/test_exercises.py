@@ -375,6 +375,32 @@ def _dense_inputs_rounding_down(input_size, depth, vae_width):
     return vae_width * math.prod(s // 2**depth // 2 for s in input_size)
 
 
+def _break_even_as_a_float(widths):
+    """The bound itself, not the first whole number of channels above it."""
+    a, b, c = widths
+    return 9 * b * (a + c) / (25 * b + 49 * c)
+
+
+def _widths_by_fractions(u, alpha):
+    """W/6, W/3, W/2: the paper's fractions, not the code's decimals."""
+    w = alpha * u
+    return int(w / 6), int(w / 3), int(w / 2)
+
+
+def _res_unit_norm_before_the_relu(x, conv, shortcut, norm):
+    with torch.no_grad():
+        return torch.relu(norm(conv(x) + shortcut(x)))
+
+
+def _block_counts_every_norm_scaled(in_channels, u):
+    """Gives the conv2d_bn norms a scale too (Keras's default BatchNormalization, not scale=False)."""
+    w = 1.67 * u
+    a, b, c = int(w * 0.167), int(w * 0.333), int(w * 0.5)
+    out = a + b + c
+    convs = 9 * (in_channels * a + a * b + b * c) + in_channels * out
+    return {"trainable": convs + 2 * (a + b + c + out) + 4 * out, "non_trainable": 8 * out}
+
+
 #: exercise -> [(a wrong answer, a fragment the reply must hold)]; every exercise has at least one.
 WRONG_ANSWERS = {
     "lesson00.crossed_standard_error": [(_crossed_se_counts_not_df, "<array (5, 12)>")],
@@ -407,6 +433,10 @@ WRONG_ANSWERS = {
     "lesson07.kl_divergence": [(_kl_summed_over_the_batch, "expected a tensor of shape (1,)")],
     "lesson07.vae_loss": [(_vae_loss_counting_the_channels, "your value is too")],
     "lesson07.dense_inputs": [(_dense_inputs_rounding_down, "too small")],
+    "lesson08.break_even_channels": [(_break_even_as_a_float, "expected an int; got a float")],
+    "lesson08.branch_widths": [(_widths_by_fractions, "items [0] (counting from 0) differ")],
+    "lesson08.res_path_unit": [(_res_unit_norm_before_the_relu, "the values differ by up to")],
+    "lesson08.block_counts": [(_block_counts_every_norm_scaled, "the values for 'trainable' differ")],
 }
 
 

@@ -12,8 +12,8 @@ from unet_lessons.blocks import MultiResBlock, ResPath, make_norm, multires_widt
 from unet_lessons.models import MultiResUNet, UNet, keras_counts
 
 # What Keras's summary() printed for the official MultiResUnet(128, 128, n_channels), its layer functions
-# unchanged (Keras 3.15.1, torch backend; imports moved from keras.layers.advanced_activations and
-# keras.utils.vis_utils, which Keras 3 no longer has): run once by us, 2026-12-07, not part of the suite.
+# unchanged (Keras 3.15.1, torch backend, 2026-12-07): tests/benchmarks/keras_multiresunet_counts.py, which
+# needs Keras and is not part of the suite.
 KERAS_SUMMARY = {3: {"total": 7_262_750, "trainable": 7_238_228, "non_trainable": 24_522},
                  1: {"total": 7_262_504, "trainable": 7_237_982, "non_trainable": 24_522}}
 
@@ -56,8 +56,9 @@ def test_block_widths_follow_the_official_decimals(u, widths):
 
 
 def test_the_decimals_and_the_fractions_differ_at_some_widths():
-    w = 1.67 * 61
-    assert multires_widths(61) == (17, 33, 50) and (int(w / 6), int(w / 3), int(w / 2)) == (16, 33, 50)
+    fractions = lambda u: (int(1.67 * u / 6), int(1.67 * u / 3), int(1.67 * u / 2))  # noqa: E731
+    assert multires_widths(61) == (17, 33, 50) and fractions(61) == (16, 33, 50)
+    assert multires_widths(512) == (142, 284, 427) and fractions(512) == (142, 285, 427)  # the paper's bottleneck
 
 
 def test_a_width_too_small_for_a_branch_is_refused_with_the_smallest_that_works():

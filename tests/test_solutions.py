@@ -165,7 +165,7 @@ def test_lesson05_linear_cka_equals_the_package():
 
 
 def test_every_question_has_a_written_answer():
-    from solutions import lesson00, lesson06, lesson07
+    from solutions import lesson00, lesson06, lesson07, lesson08
 
     from unet_lessons.exercises import exercise_names
 
@@ -179,6 +179,7 @@ def test_every_question_has_a_written_answer():
         (lesson05, "lesson05"): {"semantic_gap_wiring", "l3_or_l4"},     # the wiring's share of the CKA; L3 or L4
         (lesson06, "lesson06"): set(),
         (lesson07, "lesson07"): {"why_vae_helps"},                       # why the branch should help
+        (lesson08, "lesson08"): {"baselines", "cka"},                    # which U-Net to compare with; what CKA shows
     }
     for (module, lesson), questions in questions_without_a_checker.items():
         assert sorted(f"{lesson}.{key}" for key in set(module.ANSWERS) - questions) == exercise_names(lesson), lesson
@@ -272,3 +273,30 @@ def test_the_checker_still_says_what_the_stored_lessons_show():
             assert stored == today, path.name
             compared += len(today)
     assert compared >= 20
+
+
+def test_lesson08_references_equal_the_package():
+    from solutions import lesson08
+
+    from unet_lessons.blocks import ConvNormAct, MultiResBlock, ResPathUnit, multires_widths
+    from unet_lessons.models import keras_counts
+
+    for in_channels, u in [(1, 16), (3, 32), (105, 64), (77, 150)]:
+        counts = keras_counts(MultiResBlock(in_channels, u))
+        assert lesson08.block_counts(in_channels, u) == {k: counts[k] for k in ("trainable", "non_trainable")}
+    assert all(lesson08.branch_widths(u, 1.67) == multires_widths(u) for u in range(8, 600))
+
+    def weights(in_channels, widths):
+        chain = [torch.nn.Conv2d(i, o, 3, bias=False) for i, o in zip((in_channels, *widths[:2]), widths)]
+        parallel = [torch.nn.Conv2d(in_channels, o, k, bias=False) for o, k in zip(widths, (3, 5, 7))]
+        return sum(c.weight.numel() for c in chain), sum(c.weight.numel() for c in parallel)
+
+    for widths in [(8, 17, 26), (4, 8, 13), (1, 1, 1), (142, 284, 427)]:
+        n = lesson08.break_even_channels(widths)
+        chain, parallel = weights(n, widths)
+        assert chain < parallel and (n == 1 or weights(n - 1, widths)[0] >= weights(n - 1, widths)[1])
+    unit = ResPathUnit(3, 4).eval()
+    x = torch.randn(2, 3, 10, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(lesson08.res_path_unit(x, unit.conv, unit.shortcut, unit.norm), unit(x))
+    assert isinstance(unit.conv, ConvNormAct)

@@ -20,9 +20,9 @@ arms are:
 * ``Res paths, U-Net blocks``: the U-Net's two 3x3 convolutions (U channels) with the Res paths.
 
 Each network trains 200 steps of four 128x128 patches (flips and rotations by 90°; no elastic
-deformation, which lesson 02 found inconclusive and which the paper does not use) with Adam, a
-one-cycle schedule at 5e-3 and cross-entropy (two classes, softmax: the paper's binary
-cross-entropy with one sigmoid output, written for two logits).
+deformation, which lesson 02 found inconclusive) with Adam, a one-cycle schedule at 5e-3 and
+cross-entropy over two logits (the authors' demo notebook trains with binary cross-entropy on one
+sigmoid output; the loss of the paper's experiments is not in the text available to us).
 
 Every held-out slice is scored: membrane Dice, boundary IoU of the cells (2 px, as lesson 02),
 pixel error, and linear CKA between the two maps each decoder level concatenates (the skip side

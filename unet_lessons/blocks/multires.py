@@ -61,7 +61,8 @@ class MultiResBlock(nn.Module):
     """Three 3x3 convolutions in a chain, their outputs side by side, plus a 1x1 shortcut.
 
     The chain's outputs have receptive fields of 3, 5 and 7 pixels: a factorised stand-in for
-    Inception's parallel 3x3, 5x5 and 7x7 convolutions (paper, Section 3.2, Fig. 2).
+    parallel 3x3, 5x5 and 7x7 convolutions, as the authors' README describes it ("derived from
+    factorizing 5x5 and 7x7 convolution operations to 3x3 ones").
 
     Args:
         in_channels: input channels.
@@ -98,7 +99,7 @@ class MultiResBlock(nn.Module):
 
 
 class ResPathUnit(nn.Module):
-    """One unit of a Res path: ``norm(relu(conv3x3(x) + conv1x1(x)))`` (paper, Section 3.3, Fig. 4).
+    """One unit of a Res path: ``norm(relu(conv3x3(x) + conv1x1(x)))`` (the official ``ResPath``).
 
     Shape:
         (B, in_channels, *S) -> (B, channels, *S).
