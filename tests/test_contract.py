@@ -38,10 +38,10 @@ IN, OUT, WIDTH = 2, 3, 4
 REGISTRY = {**MODELS, "toy": ToyPathNet}
 
 
-def _domains(constructor) -> list:
+def _domains(constructor, example: dict) -> list:
     """The domains of a multi-domain model (each is tested as a model of its own), else [None]."""
     with torch.device("meta"):
-        domains = constructor(in_channels=IN, out_channels=OUT, width=WIDTH).domains
+        domains = constructor(in_channels=IN, out_channels=OUT, width=WIDTH, **example).domains
     return sorted(domains) or [None]
 
 
@@ -49,7 +49,7 @@ CASES = [(name, spatial_dims, index, domain)
          for name, constructor in REGISTRY.items()
          for spatial_dims in constructor.spatial_dims_supported
          for index in range(len(constructor.example_arguments))
-         for domain in _domains(constructor)]
+         for domain in _domains(constructor, constructor.example_arguments[index])]
 IDS = [f"{name}-{dims}d-{index}" + (f"-{domain}" if domain else "") for name, dims, index, domain in CASES]
 
 
@@ -63,7 +63,7 @@ def build(name: str, spatial_dims: int, index: int, domain=None) -> Segmentation
 
 def batch(model: SegmentationModel, sizes=None) -> torch.Tensor:
     sizes = sizes or [smallest_side(model)] * model.spatial_dims
-    return torch.randn(2, IN, *sizes)
+    return torch.randn(2, model.in_channels, *sizes)  # a domain may have its own input channels
 
 
 @pytest.fixture(params=CASES, ids=IDS)
@@ -77,7 +77,8 @@ def test_declares_the_contract_attributes(model):
     assert model.spatial_dims in (2, 3)
     domain = model.arguments.get("domain")
     expected_out = model.model.domains[domain] if domain else OUT  # a domain has its own classes
-    assert (model.in_channels, model.out_channels) == (IN, expected_out)
+    expected_in = model.model.domain_in_channels.get(domain, IN) if domain else IN  # and may have its own inputs
+    assert (model.in_channels, model.out_channels) == (expected_in, expected_out)
     assert model.padding in ("same", "valid")
     assert isinstance(model.depth, int) and model.depth >= 1
     assert model.feature_scheme in FEATURE_SCHEMES
@@ -136,7 +137,7 @@ def test_skip_pairs_match_in_shape(model):
 
 # ----- the tools -------------------------------------------------------------------------------
 def test_the_diagram_draws(model):
-    fig = draw_architecture(meta_copy(model), (1, IN, *[smallest_side(model)] * model.spatial_dims))
+    fig = draw_architecture(meta_copy(model), (1, model.in_channels, *[smallest_side(model)] * model.spatial_dims))
     assert isinstance(fig, Figure) and fig.axes and fig.get_suptitle() + fig.axes[0].get_title()
 
 
@@ -206,11 +207,11 @@ def test_tiled_and_slicewise_inference(model):
     model.eval()
     side = smallest_side(model)
     tile = model.output_size(side) if model.padding == "valid" else side
-    image = torch.randn(IN, *[2 * tile + 1] * model.spatial_dims)  # not a whole number of tiles
+    image = torch.randn(model.in_channels, *[2 * tile + 1] * model.spatial_dims)  # not a whole number of tiles
     out = predict_tiled(model, image, tile)
     assert tuple(out.shape) == (model.out_channels, *image.shape[1:])
     if model.spatial_dims == 2 and model.padding == "same":
-        volume = torch.randn(IN, 3, side, side)
+        volume = torch.randn(model.in_channels, 3, side, side)
         assert tuple(predict_slicewise(model, volume).shape) == (model.out_channels, 3, side, side)
 
 
@@ -221,8 +222,9 @@ def test_bad_inputs_are_refused_with_a_fix(model):
     name = type(model.model if "domain" in model.arguments else model).__name__  # a domain's view: its model checks
     with pytest.raises(ValueError, match=rf"{name}.*expects a {model.spatial_dims + 2}-D input.*unsqueeze"):
         model(x[0])
-    with pytest.raises(ValueError, match=rf"in_channels={IN}.*got {IN + 1} channels.*in_channels={IN + 1}"):
-        model(torch.randn(2, IN + 1, *x.shape[2:]))
+    channels = model.in_channels
+    with pytest.raises(ValueError, match=rf"in_channels={channels}.*got {channels + 1} channels.*in_channels={channels + 1}"):
+        model(torch.randn(2, channels + 1, *x.shape[2:]))
     with pytest.raises(ValueError, match=r"channels-last.*movedim\(-1, 1\)"):
         model(x.movedim(1, -1))
     with pytest.raises(TypeError, match=r"torch.float32 parameters.*got torch.float64.*x.to\(torch.float32\)"):
@@ -249,7 +251,7 @@ def test_bad_inputs_are_refused_with_a_fix(model):
 
 def test_the_checks_need_no_values_on_the_meta_device(model):
     meta = meta_copy(model).eval()
-    logits = unpack_output(meta(torch.empty(1, IN, *[smallest_side(model)] * model.spatial_dims, device="meta"))).logits
+    logits = unpack_output(meta(torch.empty(1, model.in_channels, *[smallest_side(model)] * model.spatial_dims, device="meta"))).logits
     assert logits.device.type == "meta"
 
 

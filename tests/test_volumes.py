@@ -152,3 +152,17 @@ def test_make_organ_volumes_stacks_the_volumes_in_seed_order():
         image, label = make_organ_volume(24, seed=seed, num_classes=2)
         assert np.array_equal(images[n], image) and np.array_equal(labels[n], label)
     assert images.shape == (2, 1, 24, 24, 24) and labels.shape == (2, 24, 24, 24)
+
+
+def test_vessel_volumes_are_deterministic_thin_and_not_found_by_a_threshold():
+    from unet_lessons.data import make_vessel_volume
+    from unet_lessons.metrics import best_intensity_dice
+
+    image, label = make_vessel_volume(40, seed=3)
+    again, label_again = make_vessel_volume(40, seed=3)
+    assert image.shape == (1, 40, 40, 40) and image.dtype == np.float32 and set(np.unique(label)) == {0, 1}
+    assert np.array_equal(image, again) and np.array_equal(label, label_again)
+    assert 0.002 < label.mean() < 0.05  # a thin tree, a few per cent of the voxels at most
+    assert best_intensity_dice(image[0], label) < 0.6
+    with pytest.raises(ValueError, match="non-negative"):
+        make_vessel_volume(40, branches=-1)

@@ -51,7 +51,8 @@ _MIB = 2**20
 _SAVES_INPUT = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
                 nn.GroupNorm, nn.LayerNorm, nn.PReLU, nn.LeakyReLU, nn.ELU, nn.Linear, nn.Softplus)
 _SAVES_OUTPUT = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.Softmax)
-_SAVES_NOTHING = (nn.Upsample, nn.Identity, nn.modules.dropout._DropoutNd, nn.modules.pooling._AvgPoolNd)
+_SAVES_NOTHING = (nn.Upsample, nn.Identity, nn.modules.dropout._DropoutNd, nn.modules.pooling._AvgPoolNd,
+                  nn.modules.padding._ConstantPadNd)
 
 
 @dataclass(frozen=True)

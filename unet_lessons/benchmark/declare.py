@@ -214,7 +214,7 @@ def item_values(values: Any) -> np.ndarray:
 
 
 #: Lesson number -> the module of this package that declares its benchmark.
-LESSONS = {"01": "lesson01", "02": "lesson02", "03": "lesson03", "04": "lesson04", "05": "lesson05", "06": "lesson06", "07": "lesson07", "08": "lesson08"}
+LESSONS = {"01": "lesson01", "02": "lesson02", "03": "lesson03", "04": "lesson04", "05": "lesson05", "06": "lesson06", "07": "lesson07", "08": "lesson08", "09": "lesson09"}
 
 
 def load_benchmark(lesson: str) -> Benchmark:

@@ -34,12 +34,12 @@ from .download import (
     offline_requested,
     sha256_file,
 )
-from .sampler import PatchSampler
+from .sampler import DomainRoundRobin, PatchSampler
 from .shapes import SHAPE_CLASSES, SyntheticShapes2D, make_shapes_2d, make_shapes_batch
 from .sparse import IGNORE_INDEX, sparsify_labels
 from .synthetic import SyntheticCells2D, make_cells_2d
 from .volumes import (BRATS_CLASSES, BRATS_REGIONS, MODALITIES, ORGAN_CLASSES, SyntheticBraTS3D, SyntheticOrgans3D,
-                      brats_regions, make_brats_volume, make_brats_volumes, make_organ_volume, make_organ_volumes, normalize_brain,
+                      brats_regions, make_brats_volume, make_brats_volumes, make_organ_volume, make_organ_volumes, make_vessel_volume, normalize_brain,
                       scanner_shift)
 
 # ``isbi`` is imported on first use: importing it here would put it in sys.modules before
@@ -73,6 +73,7 @@ __all__ = [
     "warp",
     "elastic_deform",
     "PatchSampler",
+    "DomainRoundRobin",
     "IGNORE_INDEX",
     "sparsify_labels",
     "ORGAN_CLASSES",
@@ -83,6 +84,7 @@ __all__ = [
     "make_brats_volume",
     "make_brats_volumes",
     "make_organ_volumes",
+    "make_vessel_volume",
     "brats_regions",
     "normalize_brain",
     "scanner_shift",

@@ -272,3 +272,49 @@ class PatchSampler:
         return (f"PatchSampler({len(self.labels)} samples of {tuple(self.images.shape[1:])}, "
                 f"patch_size={self.patch_size}, batch_size={self.batch_size}, augment={self.augment}, "
                 f"elastic_sigma={self.elastic_sigma}, foreground={self.foreground}, seed={self.seed}, mean={self.mean:.4g}, std={self.std:.4g})")
+
+
+class DomainRoundRobin:
+    """Batches from several domains in turn, each a dict that names its domain: what a universal model trains on.
+
+    3D U²-Net's training takes its tasks round-robin, one task per step
+    (``config.task_idx = (iterations - 1) % len(tasks)``, ``train.py:266`` of the authors' code), so
+    every batch holds one domain. :func:`~unet_lessons.train.fit` passes ``domain`` to the model.
+
+    Args:
+        samplers: ``{domain: PatchSampler}``, in the order the domains take turns.
+
+    Yields:
+        ``{"image": x, "label": y, "domain": [name] * batch}``.
+    """
+
+    def __init__(self, samplers: dict) -> None:
+        if not samplers:
+            raise ValueError("DomainRoundRobin needs at least one domain's sampler; got none.")
+        self.samplers, self.names, self.position = dict(samplers), list(samplers), 0
+
+    def reset(self) -> None:
+        """Restart every domain's stream and the turn order."""
+        for sampler in self.samplers.values():
+            sampler.reset()
+        self.position = 0
+
+    def state_dict(self) -> dict:
+        return {"position": self.position, "samplers": {n: s.state_dict() for n, s in self.samplers.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.position = int(state["position"])
+        for name, sampler_state in state["samplers"].items():
+            self.samplers[name].load_state_dict(sampler_state)
+
+    def __iter__(self) -> "DomainRoundRobin":
+        return self
+
+    def __next__(self) -> dict:
+        name = self.names[self.position % len(self.names)]
+        self.position += 1
+        image, label = next(self.samplers[name])
+        return {"image": image, "label": label, "domain": [name] * len(image)}
+
+    def __repr__(self) -> str:
+        return f"DomainRoundRobin({', '.join(self.names)})"

@@ -19,10 +19,11 @@ from .myronenko import MyronenkoNet
 from .nonewnet import NoNewNet
 from .unet import UNET_PRESETS, UNet
 from .unetpp import UNetPlusPlus
+from .u2net import U2NET_PRESETS, U2Net
 from .vnet import VNET_PRESETS, VNet
 
 __all__ = ["MODELS", "build_model", "SegmentationModel", "ModelOutput", "unpack_output", "FEATURE_SCHEMES",
-           "OutputAdapter", "UNet", "NoNewNet", "MyronenkoNet", "UNET_PRESETS", "VNet", "VNET_PRESETS", "UNetPlusPlus", "MultiResUNet", "MULTIRESUNET_PRESETS", "keras_counts", "FCN", "FCN32sSeed", "VGGEncoder", "VGGClassifier", "convolutionalize"]
+           "OutputAdapter", "UNet", "NoNewNet", "MyronenkoNet", "UNET_PRESETS", "VNet", "VNET_PRESETS", "UNetPlusPlus", "MultiResUNet", "MULTIRESUNET_PRESETS", "U2Net", "U2NET_PRESETS", "keras_counts", "FCN", "FCN32sSeed", "VGGEncoder", "VGGClassifier", "convolutionalize"]
 
 #: name -> a SegmentationModel class. Every entry is tested against the contract by tests/test_contract.py.
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -33,6 +34,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "nonewnet": NoNewNet,
     "myronenko": MyronenkoNet,
     "multiresunet": MultiResUNet,
+    "u2net": U2Net,
 }
 
 

@@ -34,7 +34,8 @@ before them. The base class reads everything else from that: no model repeats it
 
 **Domains.** A model trained on several datasets at once (3D U²-Net) shares most weights and
 keeps an adapter and a head per domain, each with its own number of classes. It declares
-``domains`` (name -> out_channels), takes ``forward(x, domain=name)`` and
+``domains`` (name -> out_channels) and, where a domain has its own input channels,
+``domain_in_channels`` (name -> in_channels), takes ``forward(x, domain=name)`` and
 ``forward_features(x, domain=name)``, and lists ``stage_modules(domain=name)``.
 ``model.for_domain(name)`` is then an ordinary single-domain model sharing those weights, so
 every tool (which calls ``model(x)``) works on it unchanged.
@@ -307,7 +308,8 @@ def check_feature_keys(model: nn.Module, keys: Sequence[str]) -> None:
 
 
 # ----- the base class ----------------------------------------------------------------------
-_SPATIAL_LAYERS = (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd, nn.Upsample)
+_SPATIAL_LAYERS = (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd, nn.Upsample,
+                   nn.modules.padding._ConstantPadNd)
 
 
 def _is_count(value: Any) -> bool:
@@ -388,6 +390,7 @@ class SegmentationModel(nn.Module):
     argument_aliases: ClassVar[dict[str, str]] = {}
     example_arguments: ClassVar[tuple[dict, ...]] = ({},)
     domains: ClassVar[Mapping[str, int]] = {}  # name -> out_channels, for a multi-domain model (see above)
+    domain_in_channels: ClassVar[Mapping[str, int]] = {}  # name -> in_channels, where a domain has its own
 
     spatial_dims: int
     in_channels: int
@@ -655,7 +658,8 @@ class DomainView(SegmentationModel):
     def __init__(self, model: SegmentationModel, domain: str) -> None:
         super().__init__()
         self.model, self.domain = model, domain
-        self.spatial_dims, self.in_channels, self.out_channels = model.spatial_dims, model.in_channels, model.domains[domain]
+        self.spatial_dims, self.out_channels = model.spatial_dims, model.domains[domain]
+        self.in_channels = model.domain_in_channels.get(domain, model.in_channels)
         self.padding, self.depth = model.padding, model.depth
         self.feature_scheme, self.skip_join = model.feature_scheme, model.skip_join
         self.__dict__["arguments"] = {**model.arguments, "domain": domain}
@@ -667,7 +671,10 @@ class DomainView(SegmentationModel):
         return self.model.size_rule()
 
     def check_input(self, x: torch.Tensor) -> None:
-        self.model.check_input(x)
+        if self.model.domain_in_channels:
+            self.model.check_input(x, domain=self.domain)  # against this domain's own input channels
+        else:
+            self.model.check_input(x)
 
     def forward_features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
         return self.model.forward_features(x, domain=self.domain)

@@ -116,8 +116,10 @@ def unet_diagram_data(model: nn.Module, input_shape: Sequence[int]) -> list[dict
         resampled.append(("pool" if down else "up", tuple(output.shape)))
 
     downs = {id(layer) for layer in _down_layers(meta)}
+    # Only the stages' layers: a branch off them (3D U²-Net's deep-supervision heads) upsamples too.
+    staged = {id(layer) for path in _drawn_paths(meta).values() for layer in path}
     for module in meta.modules():
-        if isinstance(module, _POOLS + _UPS) or id(module) in downs:
+        if (isinstance(module, _POOLS + _UPS) and id(module) in staged) or id(module) in downs:
             module.register_forward_hook(record)
     with torch.no_grad():
         features = meta.forward_features(torch.empty(shape, device="meta"))
@@ -231,9 +233,16 @@ def _tuple(value) -> tuple[int, ...]:
     return tuple(int(v) for v in value) if isinstance(value, (tuple, list)) else (int(value),)
 
 
+def _drawn_paths(model: nn.Module) -> dict[str, list[nn.Module]]:
+    """``model.stage_paths()`` without padding layers: a diagram draws the convolution the padding feeds
+    (3D U²-Net pads each axis before its strided convolution)."""
+    return {name: [layer for layer in path if not isinstance(layer, nn.modules.padding._ConstantPadNd)]
+            for name, path in model.stage_paths().items()}
+
+
 def _down_layers(model: nn.Module) -> list[nn.Module]:
     """The downsampling layer of each deeper encoder stage and of the bottleneck, in order."""
-    paths = model.stage_paths()
+    paths = _drawn_paths(model)
     names = [f"enc{level}" for level in range(1, model.depth)] + ["bottleneck"]
     return [paths[name][0] for name in names if paths[name] and _is_down(paths[name][0])]
 
@@ -254,7 +263,7 @@ def _resampling_end(path: Sequence[nn.Module]) -> int:
 def conv_counts(model: nn.Module) -> dict[str, int]:
     """Convolutions per stage, not counting the stage's down- or up-sampling layers (``stage_paths``)."""
     counts = {}
-    for name, path in model.stage_paths().items():
+    for name, path in _drawn_paths(model).items():
         if name == "logits" or is_skip_stage(name):  # a skip's layers are labelled on its arrow
             continue
         layers = path[_resampling_end(path):]
@@ -276,7 +285,7 @@ def _describe(model: nn.Module, spatial_dims: int) -> dict[str, str]:
     addition only where a stage declares one. ``tests/test_viz.py`` checks this for every model.
     """
     cube = lambda k: "×".join([str(k)] * spatial_dims)  # noqa: E731
-    stages, paths = model.stage_modules(), model.stage_paths()
+    stages, paths = model.stage_modules(), _drawn_paths(model)
     main = lambda name: name != "logits" and not is_skip_stage(name)  # noqa: E731  (skips: on their arrows)
     everything = [m for name, modules in stages.items() if main(name) for module in modules
                   for m in module.modules()]

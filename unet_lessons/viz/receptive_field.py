@@ -53,7 +53,9 @@ __all__ = [
 class LayerSpec:
     """One spatial layer seen along one axis.
 
-    ``kind`` is ``"conv"`` (convolution or pooling), ``"transpose"`` or ``"interp"``.
+    ``kind`` is ``"conv"`` (convolution or pooling), ``"transpose"``, ``"interp"``, ``"nearest"``
+    or ``"pad"`` (constant padding of ``padding`` values at the start of the axis and ``pad_end``
+    at its end: 3D U²-Net pads one voxel at the end before each strided convolution).
     """
 
     name: str
@@ -65,6 +67,7 @@ class LayerSpec:
     output_padding: int = 0
     scale: int = 1
     align_corners: bool = False
+    pad_end: int = 0
 
 
 def _first(value) -> int:
@@ -91,6 +94,11 @@ def layer_specs(layers: Sequence[nn.Module]) -> list[LayerSpec]:
             stride = module.stride if module.stride is not None else module.kernel_size
             specs.append(LayerSpec(name, "conv", _first(module.kernel_size), _first(stride), _first(module.padding),
                                    _first(getattr(module, "dilation", 1))))
+        elif isinstance(module, nn.modules.padding._ConstantPadNd):
+            pads = tuple(module.padding)  # (start, end) of the last axis first, as F.pad
+            if len(set(pads[0::2])) > 1 or len(set(pads[1::2])) > 1:
+                raise ValueError(f"{name} pads its axes differently; give every axis the same padding")
+            specs.append(LayerSpec(name, "pad", padding=int(pads[0]), pad_end=int(pads[1])))
         elif isinstance(module, nn.Upsample):
             if module.mode not in ("linear", "bilinear", "trilinear", "nearest"):
                 raise ValueError(f"upsampling mode {module.mode!r} is not supported")
@@ -177,6 +185,8 @@ def stage_receptive_fields(model: nn.Module, *, transpose_rule: str = "exact") -
 def _output_length(spec: LayerSpec, n: int) -> int:
     if spec.kind == "conv":
         return (n + 2 * spec.padding - spec.dilation * (spec.kernel - 1) - 1) // spec.stride + 1
+    if spec.kind == "pad":
+        return n + spec.padding + spec.pad_end
     if spec.kind == "transpose":
         return (n - 1) * spec.stride - 2 * spec.padding + spec.dilation * (spec.kernel - 1) + spec.output_padding + 1
     return n * spec.scale
@@ -193,6 +203,8 @@ def _source_interval(spec: LayerSpec, lo: int, hi: int, n_in: int) -> tuple[int,
         b = (hi + spec.padding) // spec.stride
     elif spec.kind == "nearest":
         a, b = lo // spec.scale, hi // spec.scale
+    elif spec.kind == "pad":
+        a, b = lo - spec.padding, hi - spec.padding  # the padded values read no input
     else:  # linear interpolation: the two neighbours of the source coordinate, unless it hits one exactly
         n_out = n_in * spec.scale
         a, b = n_in, -1
