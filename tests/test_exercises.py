@@ -401,6 +401,23 @@ def _block_counts_every_norm_scaled(in_channels, u):
     return {"trainable": convs + 2 * (a + b + c + out) + 4 * out, "non_trainable": 8 * out}
 
 
+def _separable_without_biases(c_in, c_out, kernel, dims):
+    return kernel**dims * c_in * c_out, kernel**dims * c_in + c_in * c_out
+
+
+def _full_kernel_transposed(depthwise_weight, pointwise_weight):
+    """Multiplies each output's weights into the kernels of the wrong axis (outputs and inputs swapped)."""
+    c_out, c_in = pointwise_weight.shape[:2]
+    point = pointwise_weight.reshape(c_out, c_in, *[1] * (depthwise_weight.dim() - 2)).transpose(0, 1)
+    return point * depthwise_weight
+
+
+def _adapter_unit_activation_last(x, depthwise, inner_norm, pointwise, outer_norm):
+    """Puts the LeakyReLU after the pointwise step instead of between the two steps."""
+    with torch.no_grad():
+        return torch.nn.functional.leaky_relu(outer_norm(pointwise(inner_norm(depthwise(x)))), 0.01)
+
+
 #: exercise -> [(a wrong answer, a fragment the reply must hold)]; every exercise has at least one.
 WRONG_ANSWERS = {
     "lesson00.crossed_standard_error": [(_crossed_se_counts_not_df, "<array (5, 12)>")],
@@ -437,6 +454,9 @@ WRONG_ANSWERS = {
     "lesson08.branch_widths": [(_widths_by_fractions, "items [0] (counting from 0) differ")],
     "lesson08.res_path_unit": [(_res_unit_norm_before_the_relu, "the values differ by up to")],
     "lesson08.block_counts": [(_block_counts_every_norm_scaled, "the values for 'trainable' differ")],
+    "lesson09.separable_parameters": [(_separable_without_biases, "items [0, 1] (counting from 0) differ")],
+    "lesson09.full_kernel": [(_full_kernel_transposed, "expected a tensor of shape (5, 3, 3, 3, 3)")],
+    "lesson09.adapter_unit": [(_adapter_unit_activation_last, "the values differ by up to")],
 }
 
 

@@ -475,3 +475,33 @@ def test_sample_balanced_cross_entropy_is_the_sum_of_each_labels_mean_cross_entr
 def test_inverse_frequency_weight_map_refuses_float_targets():
     with pytest.raises(TypeError, match="integer class indices"):
         inverse_frequency_weight_map(torch.zeros(1, 4, 4))
+
+
+# ----- 3D U²-Net's loss: Lovász-Softmax + focal ---------------------------------------------------------
+def test_lovasz_softmax_of_one_hot_probabilities_is_one_minus_the_iou_of_each_class():
+    from unet_lessons.losses import lovasz_softmax
+
+    torch.manual_seed(0)
+    target = torch.randint(0, 3, (2, 6, 6, 6))
+    prediction = torch.randint(0, 3, (2, 6, 6, 6))
+    probabilities = torch.nn.functional.one_hot(prediction, 3).movedim(-1, 1).float()
+    ious = [((prediction == c) & (target == c)).sum() / ((prediction == c) | (target == c)).sum() for c in range(3)]
+    torch.testing.assert_close(lovasz_softmax(probabilities, target), 1 - torch.stack(ious).mean())
+    assert lovasz_softmax(torch.nn.functional.one_hot(target, 3).movedim(-1, 1).float(), target) == 0
+
+
+def test_focal_loss_is_monais_times_the_classes_and_the_sum_trains():
+    from monai.losses import FocalLoss
+
+    from unet_lessons.losses import LovaszFocalLoss, focal_loss
+
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 4, 5, 5, 5), torch.randint(0, 4, (2, 5, 5, 5))
+    monai = FocalLoss(gamma=2.0, use_softmax=True, to_onehot_y=True)(logits, target[:, None])
+    torch.testing.assert_close(focal_loss(logits, target), 4 * monai)
+    logits.requires_grad_(True)
+    loss = LovaszFocalLoss()(logits, target)
+    loss.backward()
+    assert torch.isfinite(loss) and logits.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="one channel per class"):
+        LovaszFocalLoss()(torch.randn(2, 1, 4, 4), torch.zeros(2, 4, 4, dtype=torch.long))

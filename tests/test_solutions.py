@@ -165,7 +165,7 @@ def test_lesson05_linear_cka_equals_the_package():
 
 
 def test_every_question_has_a_written_answer():
-    from solutions import lesson00, lesson06, lesson07, lesson08
+    from solutions import lesson00, lesson06, lesson07, lesson08, lesson09
 
     from unet_lessons.exercises import exercise_names
 
@@ -180,6 +180,7 @@ def test_every_question_has_a_written_answer():
         (lesson06, "lesson06"): set(),
         (lesson07, "lesson07"): {"why_vae_helps"},                       # why the branch should help
         (lesson08, "lesson08"): {"baselines", "cka"},                    # which U-Net to compare with; what CKA shows
+        (lesson09, "lesson09"): {"why_adaptation_lost", "one_percent"},  # the adaptation's verdict; what 1 % counts
     }
     for (module, lesson), questions in questions_without_a_checker.items():
         assert sorted(f"{lesson}.{key}" for key in set(module.ANSWERS) - questions) == exercise_names(lesson), lesson
@@ -273,6 +274,26 @@ def test_the_checker_still_says_what_the_stored_lessons_show():
             assert stored == today, path.name
             compared += len(today)
     assert compared >= 20
+
+
+def test_lesson09_references_equal_the_package():
+    from solutions import lesson09
+
+    from unet_lessons.blocks import DomainConv, SeparableConv
+
+    torch.manual_seed(0)
+    separable = SeparableConv(4, 6, 3)
+    counts = lesson09.separable_parameters(4, 6, 3, 3)
+    assert counts == (sum(p.numel() for p in torch.nn.Conv3d(4, 6, 3).parameters()),
+                      sum(p.numel() for p in separable.parameters()))
+    assert torch.equal(lesson09.full_kernel(separable.depthwise.weight, separable.pointwise.weight),
+                       separable.full_conv().weight)
+    unit = DomainConv(4, 6, ["a"], spatial_dims=3)
+    x = torch.randn(1, 4, 6, 6, 6)
+    adapter = unit.adapters["a"]
+    with torch.no_grad():
+        assert torch.allclose(lesson09.adapter_unit(x, adapter[0], adapter[1], unit.pointwise, unit.norms["a"]),
+                              unit(x, "a"), atol=1e-6)
 
 
 def test_lesson08_references_equal_the_package():

@@ -9,7 +9,9 @@ It builds the universal model of ``train_models.sh:29`` (five tasks, width 16, f
 ``module='separable_adapter'``) and the five independent models of ``train_models.sh:5-9`` (each
 task's own poolings, ``config.py:67``), prints their parameter counts, then copies the official
 weights into ours, layer by layer, and prints the largest output difference per task on one input.
-tests/test_u2net.py pins the counts this printed.
+It also computes the authors' training loss (``train.py:317``: ``lovasz_softmax`` of the softmax
+plus ``FocalLoss(gamma=2)``, from ``loss/lovasz_loss.py`` and ``loss/focal_loss.py``) and ours on the
+same logits, and prints the difference. tests/test_u2net.py pins the counts this printed.
 """
 
 from __future__ import annotations
@@ -117,6 +119,17 @@ def main(source: str) -> None:
         total += count(independent)
         print(f"independent {task}: official {count(independent):,}, ours {count(mine):,}")
     print(f"five independent models: {total:,}")
+
+    from loss.focal_loss import FocalLoss  # noqa: E402  (the official files)
+    from loss.lovasz_loss import lovasz_softmax
+    import torch.nn.functional as F
+
+    from unet_lessons.losses import LovaszFocalLoss
+    for classes in (2, 3, 4):
+        logits = torch.randn(2, classes, 16, 16, 16, generator=torch.Generator().manual_seed(classes))
+        target = torch.randint(0, classes, (2, 16, 16, 16), generator=torch.Generator().manual_seed(10 + classes))
+        official_loss = lovasz_softmax(F.softmax(logits, dim=1), target, ignore=10) + FocalLoss(gamma=2)(logits, target)
+        print(f"loss, {classes} classes: official {official_loss.item():.6f}, ours {LovaszFocalLoss()(logits, target).item():.6f}")
 
 
 if __name__ == "__main__":

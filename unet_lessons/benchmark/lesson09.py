@@ -15,12 +15,16 @@ isotropic 1 mm. Each domain has 8 training volumes and 10 held-out ones of 40³,
 z-scored per volume (over the brain for ``brain``, as lesson 06).
 
 Arms, on one total budget of ``steps`` = 240 steps of two 32³ patches (half of them centred on
-foreground), Adam with a polynomial schedule, Dice + cross-entropy:
+foreground), Adam with a polynomial schedule at 3e-3 (the authors train far longer at 3e-4,
+``config.py:41``), and the authors' loss, Lovász-Softmax plus focal (:class:`~unet_lessons.losses.LovaszFocalLoss`):
 
 * ``universal``: one 3D U²-Net (separable units with domain adapters, the authors' layout at width
   8 and three downsamplings) trained on the three domains in turn, 240 steps (80 per domain);
 * ``independent (<domain>)``: one network per domain of the same layout with full convolutions
   (the authors' "independent" models), 80 steps each: together the same 240 steps;
+* ``separable, one domain (<domain>)``: the universal network's separable layout for one domain
+  alone, 80 steps: against ``universal`` it measures what sharing costs or gives, against
+  ``independent`` what the separable units cost, so that the two are not confounded;
 * ``adapted (organ_mr)``: the trained universal network with a fourth domain's adapters, norms
   and input and output layers, everything else frozen, 80 steps on ``organ_mr``;
 * ``new model (organ_mr)``: an independent network trained from scratch on ``organ_mr``, 80 steps.
@@ -40,7 +44,7 @@ import torch
 import torch.nn as nn
 
 from ..data import DomainRoundRobin, PatchSampler, make_brats_volume, make_organ_volume, make_vessel_volume
-from ..losses import DiceCELoss
+from ..losses import LovaszFocalLoss
 from ..metrics import dice_per_class
 from ..models import U2Net
 from ..train import TrainConfig, predict
@@ -56,7 +60,7 @@ NEW_DOMAIN = "organ_mr"
 SWAP = {"organ": "vessels", "brain": "organ", "vessels": "brain"}
 SHARED = dict(volume=40, train_volumes=8, test_volumes=10, width=8, depth=3, patch=32, batch=2, steps=240,
               adapt_steps=80, lr=3e-3, weight_decay=1e-5, optimizer="adam", schedule="poly", foreground_patches=0.5,
-              loss="Dice + cross-entropy", model="3D U²-Net layout (instance norm, LeakyReLU 0.01, deep supervision)",
+              loss="Lovász-Softmax + focal (gamma 2), 1:1, the authors' train.py:317", model="3D U²-Net layout (instance norm, LeakyReLU 0.01, deep supervision)",
               data="organ (CT-like, 2x1x1 mm, 3 classes), brain (4 MRI sequences, 1 mm, 4 classes), "
                    "vessels (1x0.8x0.8 mm, 2 classes); organ_mr for adaptation (negated contrast, 1 mm, 2 classes)")
 
@@ -133,6 +137,7 @@ def domain_view(data: dict, name: str) -> dict[str, np.ndarray]:
 ARMS = (
     Arm("universal", dict(model="universal", domains=list(DOMAINS)), live=True),
     *(Arm(f"independent ({name})", dict(model="independent", domain=name), live=True) for name in DOMAINS),
+    *(Arm(f"separable, one domain ({name})", dict(model="separable", domain=name)) for name in DOMAINS),
     Arm(f"adapted ({NEW_DOMAIN})", dict(model="adapted", domain=NEW_DOMAIN), parent="universal"),
     Arm(f"new model ({NEW_DOMAIN})", dict(model="independent", domain=NEW_DOMAIN)),
 )
@@ -153,7 +158,7 @@ def make_model(arm: Arm | str, seed: int) -> U2Net:
         model.train_only(settings["domain"])
         return model
     name = settings["domain"]
-    return U2Net(GENERATORS[name][1], len(GENERATORS[name][2]), **common, separable=False)
+    return U2Net(GENERATORS[name][1], len(GENERATORS[name][2]), **common, separable=settings["model"] == "separable")
 
 
 def make_sampler(view: dict, seed: int) -> PatchSampler:
@@ -182,7 +187,7 @@ def make_config(arm: Arm | str, **overrides) -> TrainConfig:
 
 def make_arm(name: str, seed: int, data: dict):
     """Everything ``fit`` needs for one arm and seed."""
-    return make_model(name, seed), make_batches(name, seed, data), DiceCELoss(), make_config(name)
+    return make_model(name, seed), make_batches(name, seed, data), LovaszFocalLoss(), make_config(name)
 
 
 def volume_dice(prediction: torch.Tensor, label: torch.Tensor, classes: int) -> float:

@@ -306,4 +306,4 @@ def check_exercise(name: str, answer: Any) -> ExerciseResult:
 
 
 # The lesson modules register their exercises on import.
-from . import lesson00, lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07, lesson08  # noqa: E402,F401
+from . import lesson00, lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07, lesson08, lesson09  # noqa: E402,F401

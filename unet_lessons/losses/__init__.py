@@ -9,6 +9,7 @@
 * :mod:`.weight_map`: the U-Net paper's border weight map and weighted cross-entropy
   (Ronneberger et al. 2015, Section 3), and the official V-Net code's per-sample
   inverse-frequency weights (:class:`SampleBalancedCrossEntropy`).
+* :mod:`.lovasz`: 3D U²-Net's Lovász-Softmax + focal loss (Berman et al. 2018; Lin et al. 2017).
 * :mod:`.finite`: the check each of them makes first, that the logits hold no NaN or inf.
 
 Conventions: networks output logits ``(B, C, *S)``; class targets are int64 indices
@@ -18,6 +19,7 @@ Conventions: networks output logits ``(B, C, *S)``; class targets are int64 indi
 from .deep_supervision import DeepSupervisionLoss, deep_supervision_loss
 from .dice import DiceCELoss, SoftDiceLoss, one_hot, soft_dice_terms, vnet_dice_gradient
 from .finite import NonFiniteLogitsWarning
+from .lovasz import LovaszFocalLoss, focal_loss, lovasz_grad, lovasz_softmax
 from .regions import RegionDiceBCELoss, RegionDiceLoss
 from .weight_map import (SampleBalancedCrossEntropy, WeightedCrossEntropy, cell_distances, inverse_frequency_weight_map,
                          separation_band, unet_weight_map, weighted_cross_entropy)
@@ -25,4 +27,5 @@ from .weight_map import (SampleBalancedCrossEntropy, WeightedCrossEntropy, cell_
 __all__ = ["one_hot", "soft_dice_terms", "SoftDiceLoss", "vnet_dice_gradient", "DiceCELoss", "RegionDiceLoss",
            "RegionDiceBCELoss", "cell_distances", "separation_band", "unet_weight_map", "weighted_cross_entropy", "WeightedCrossEntropy", "inverse_frequency_weight_map",
            "SampleBalancedCrossEntropy", "DeepSupervisionLoss",
-           "deep_supervision_loss", "NonFiniteLogitsWarning"]
+           "deep_supervision_loss", "NonFiniteLogitsWarning", "LovaszFocalLoss", "lovasz_softmax", "lovasz_grad",
+           "focal_loss"]

@@ -1,6 +1,6 @@
 """3D U²-Net (Huang et al., MICCAI 2019): one U-Net for several domains, separable convolutions with domain adapters.
 
-Huang, Han, Yao, Kevin Zhou, "3D U²-Net: A 3D Universal U-Net for Multi-Domain Medical Image
+C. Huang, H. Han, Q. Yao, S. Zhu, S. K. Zhou, "3D U²-Net: A 3D Universal U-Net for Multi-Domain Medical Image
 Segmentation", MICCAI 2019, arXiv:1909.06012. The abstract: "images from different domains have
 domain-specific spatial correlations which can be probed with channel-wise convolution while also
 share cross-channel correlations which can be modeled with pointwise convolution".
