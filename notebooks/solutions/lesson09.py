@@ -15,8 +15,10 @@ ANSWERS = {
                             "filters of k^d entries that each read one channel, and c_in biases: k^d·c_in + c_in; the "
                             "pointwise step is a full 1×1(×1) convolution: c_in·c_out + c_out. For 3×3×3 kernels and "
                             "64 channels in and out that is 110,656 against 5,952: 5.4 %. The saving grows with the "
-                            "channels, since the full count grows as c_in·c_out·27 and the separable one as "
-                            "c_in·(27 + c_out); with one input channel the separable version is the larger.",
+                            "channels, since the full count grows as 27·c_in·c_out and the separable one as "
+                            "c_in·(28 + c_out) + c_out; for many channels the share tends to 1/27 + 1/c_out. With a "
+                            "single output channel the separable version is the larger (29·c_in + 1 against "
+                            "27·c_in + 1): there is no mixing to save on.",
     "full_kernel": "One output of the two steps is y_o = Σ_i P[o, i] · (D[i] ⋆ x_i) = Σ_i (P[o, i] · D[i]) ⋆ x_i, so the "
                    "full convolution's weight is W[o, i] = P[o, i] · D[i]: the pointwise weight (C_out, C_in) broadcast "
                    "over the depthwise kernels (C_in, k, ...). Every kernel that reads input channel i is a multiple "

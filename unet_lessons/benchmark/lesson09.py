@@ -22,6 +22,8 @@ foreground), Adam with a polynomial schedule at 3e-3 (the authors train far long
   8 and three downsamplings) trained on the three domains in turn, 240 steps (80 per domain);
 * ``independent (<domain>)``: one network per domain of the same layout with full convolutions
   (the authors' "independent" models), 80 steps each: together the same 240 steps;
+* ``independent, 240 steps (<domain>)``: the same, with as many steps as the universal network:
+  the authors' regime, where every model runs the same training loop (``config.py:34-37``);
 * ``separable, one domain (<domain>)``: the universal network's separable layout for one domain
   alone, 80 steps: against ``universal`` it measures what sharing costs or gives, against
   ``independent`` what the separable units cost, so that the two are not confounded;
@@ -65,6 +67,10 @@ SHARED = dict(volume=40, train_volumes=8, test_volumes=10, width=8, depth=3, pat
                    "vessels (1x0.8x0.8 mm, 2 classes); organ_mr for adaptation (negated contrast, 1 mm, 2 classes)")
 
 
+#: Voxel size in mm along (D, H, W) of each domain's volumes.
+SPACING = {"organ": (2.0, 1.0, 1.0), "brain": (1.0, 1.0, 1.0), "vessels": (1.0, 0.8, 0.8), "organ_mr": (1.0, 1.0, 1.0)}
+
+
 def _z_score(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Each channel of one volume to mean 0 and standard deviation 1 (over ``mask`` when given; 0 outside it)."""
     out = np.zeros_like(image, dtype=np.float32)
@@ -76,22 +82,22 @@ def _z_score(image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
 
 
 def _organ(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    image, label = make_organ_volume(SHARED["volume"], seed=seed, num_classes=3, spacing=(2.0, 1.0, 1.0))
+    image, label = make_organ_volume(SHARED["volume"], seed=seed, num_classes=3, spacing=SPACING["organ"])
     return _z_score(image), label
 
 
 def _brain(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    image, label = make_brats_volume(SHARED["volume"], seed=seed)
+    image, label = make_brats_volume(SHARED["volume"], seed=seed, spacing=SPACING["brain"])
     return _z_score(image, image[0] != 0), label
 
 
 def _vessels(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    image, label = make_vessel_volume(SHARED["volume"], seed=seed, spacing=(1.0, 0.8, 0.8))
+    image, label = make_vessel_volume(SHARED["volume"], seed=seed, spacing=SPACING["vessels"])
     return _z_score(image), label
 
 
 def _organ_mr(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    image, label = make_organ_volume(SHARED["volume"], seed=seed, num_classes=2, spacing=1.0)
+    image, label = make_organ_volume(SHARED["volume"], seed=seed, num_classes=2, spacing=SPACING["organ_mr"])
     return _z_score(-image), label  # negated: the organ darker than what surrounds it
 
 
@@ -138,6 +144,7 @@ ARMS = (
     Arm("universal", dict(model="universal", domains=list(DOMAINS)), live=True),
     *(Arm(f"independent ({name})", dict(model="independent", domain=name), live=True) for name in DOMAINS),
     *(Arm(f"separable, one domain ({name})", dict(model="separable", domain=name)) for name in DOMAINS),
+    *(Arm(f"independent, 240 steps ({name})", dict(model="independent", domain=name, steps=240)) for name in DOMAINS),
     Arm(f"adapted ({NEW_DOMAIN})", dict(model="adapted", domain=NEW_DOMAIN), parent="universal"),
     Arm(f"new model ({NEW_DOMAIN})", dict(model="independent", domain=NEW_DOMAIN)),
 )
@@ -180,7 +187,8 @@ def make_batches(arm: Arm | str, seed: int, data: dict):
 
 def make_config(arm: Arm | str, **overrides) -> TrainConfig:
     arm = ARM[arm] if isinstance(arm, str) else arm
-    steps = SHARED["steps"] if arm.settings["model"] == "universal" else SHARED["steps"] // len(DOMAINS)
+    steps = arm.settings.get("steps", SHARED["steps"] if arm.settings["model"] == "universal"
+                             else SHARED["steps"] // len(DOMAINS))
     return TrainConfig(**{"steps": steps, "lr": SHARED["lr"], "weight_decay": SHARED["weight_decay"],
                           "optimizer": SHARED["optimizer"], "schedule": SHARED["schedule"], **overrides})
 
@@ -201,7 +209,8 @@ def domain_dice(model: nn.Module, view: dict, classes: int, **forward) -> np.nda
     model.eval()
     images, labels = torch.from_numpy(view["test_images"]), torch.from_numpy(view["test_labels"])
     if forward:
-        logits = torch.cat([model(x[None], **forward) for x in images])
+        device = next(model.parameters()).device  # fit leaves the model on the GPU when there is one
+        logits = torch.cat([model(x[None].to(device), **forward).cpu() for x in images])
     else:
         logits = predict(model, images, batch_size=2)
     return np.array([volume_dice(p, t, classes) for p, t in zip(logits.argmax(1), labels)])

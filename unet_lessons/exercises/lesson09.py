@@ -17,7 +17,7 @@ from . import register
                              {"c_in": int(rng.integers(1, 200)), "c_out": int(rng.integers(1, 200)), "kernel": 3, "dims": 3}],
           hint="count each convolution as (kernel entries per filter) × (filters) + (one bias per filter): a full "
                "filter reads every input channel, a depthwise filter reads one, a pointwise filter is 1×1(×1) over all "
-               "of them. Section 2.1's table has the measured counts to compare with.")
+               "of them. Section 1.1's table has the measured counts to compare with.")
 def separable_parameters(c_in: int, c_out: int, kernel: int, dims: int) -> tuple:
     entries = kernel**dims
     full = entries * c_in * c_out + c_out
