@@ -55,9 +55,13 @@ def test_every_stored_table_matches_the_code(lesson, monkeypatch):
         f"lesson {lesson}: {len(table.seeds)} stored seeds, {len(benchmark.seeds)} declared; at least {fewest}")
     views = benchmark.fold_views(data)  # [data] without folds; with folds, every item is held out by one of them
     for held_out in table.held_out_sets:  # a held-out set other than "test" may bring its own labels
-        count = sum(len(view.get(f"{held_out}_labels", view["test_labels"])) for view in views)
+        # "<set>_labels" (lesson 06's extra sets), "<domain>/test_labels" (lesson 09's domains), or "test_labels"
+        keys = (f"{held_out}_labels", f"{held_out}/test_labels", "test_labels")
+        count = sum(len(next(view[key] for key in keys if key in view)) for view in views)
+        scored = {row["arm"] for row in table.rows if row["held_out"] == held_out}  # a domain's arms only (lesson 09)
+        assert scored, f"no arm is scored on held-out set {held_out!r}"
         items = {len(table.scores(arm.name, seed, benchmark.metric, held_out=held_out))
-                 for arm in benchmark.arms for seed in table.seeds}
+                 for arm in benchmark.arms if arm.name in scored for seed in table.seeds}
         assert items == {count}, f"every arm and seed is scored on every item of held-out set {held_out!r}"
 
 
