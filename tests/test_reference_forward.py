@@ -377,6 +377,50 @@ IDS = [f"{name}-{dims}d-" + ("-".join(f"{k}={v}" for k, v in kwargs.items()) or 
        for name, dims, kwargs in CASES]
 
 
+def u2net_reference(x: torch.Tensor, s: State, a: dict, training: bool) -> torch.Tensor:
+    """3D U²-Net as the authors' u2net3d.py computes it (commit c655840; instance norms use batch statistics always)."""
+    domain, dims = a.get("domain") or "main", x.dim() - 2
+
+    def norm(h, name):
+        return F.instance_norm(h, weight=s[f"{name}.weight"], bias=s[f"{name}.bias"], eps=1e-5)
+
+    def act(h):
+        return F.leaky_relu(h, 0.01)
+
+    def unit(h, name, *, kernel=3, stride=1):
+        if stride != 1:
+            h = _conv(h, s, f"{name}.conv", stride=stride)  # padded before, by hand
+        elif a["separable"]:  # per-domain depthwise 3x3x3 + norm + LeakyReLU, shared pointwise
+            h = _CONV[dims](h, s[f"{name}.adapters.{domain}.0.weight"], s[f"{name}.adapters.{domain}.0.bias"],
+                            padding=1, groups=h.shape[1])
+            h = _conv(act(norm(h, f"{name}.adapters.{domain}.1")), s, f"{name}.pointwise")
+        else:
+            h = _conv(h, s, f"{name}.conv", padding=kernel // 2)
+        return norm(h, f"{name}.norms.{domain}")
+
+    h = act(norm(_conv(x, s, f"inputs.{domain}.0", padding=1), f"inputs.{domain}.1"))
+    skips = []
+    for level in range(a["depth"] + 1):
+        if level:
+            h = act(unit(F.pad(h, (0, 1) * dims), f"downs.{level - 1}.unit", stride=2))
+        h = act(h + unit(act(unit(h, f"blocks.{level}.unit1")), f"blocks.{level}.unit2"))
+        skips.append(h)
+    supervision = None
+    for level in reversed(range(a["depth"])):
+        up = act(unit(F.interpolate(h, scale_factor=2, mode="nearest"), f"ups.{level}.unit"))
+        h = act(unit(torch.cat([up, skips[level]], dim=1), f"decoder.{level}.unit1"))
+        h = act(unit(h, f"decoder.{level}.unit2", kernel=1))
+        if a["deep_supervision"] and level in (1, 2):
+            head = f"deep_heads.{domain}.{level}"
+            d = act(norm(_conv(h, s, f"{head}.conv"), f"{head}.norm"))
+            supervision = F.interpolate(d if supervision is None else d + supervision, scale_factor=2, mode="nearest")
+    logits = _conv(h, s, f"outputs.{domain}")
+    return logits if supervision is None else logits + supervision
+
+
+REFERENCES["u2net"] = u2net_reference
+
+
 # ----- the comparison ------------------------------------------------------------------------------
 @torch.no_grad()
 def _perturb(model: torch.nn.Module) -> None:
@@ -425,16 +469,25 @@ def test_every_registered_model_has_a_reference():
 def test_forward_equals_the_independent_reference(name, spatial_dims, kwargs):
     model = build_model(name, in_channels=IN, out_channels=OUT, spatial_dims=spatial_dims, width=WIDTH, **kwargs)
     _perturb(model)
+    for domain in sorted(model.domains) or [None]:  # a multi-domain model: every domain, with its own inputs
+        _compare(name, model, domain)
+
+
+def _compare(name, model, domain) -> None:
     x = _input(model)
+    channels = model.domain_in_channels.get(domain, IN) if domain else IN
+    x = torch.randn(x.shape[0], channels, *x.shape[2:])
+    forward = {"domain": domain} if domain else {}
+    arguments = {**model.arguments, **forward}
     for training in (False, True):
         model.train(training)
         state = {key: value.clone() for key, value in model.state_dict().items()}  # before BN updates its averages
         with torch.no_grad():
             torch.manual_seed(SEED)
-            ours = model(x)
+            ours = model(x, **forward)
             torch.manual_seed(SEED)  # the same dropout masks and VAE sample
             with _no_module_calls(model):
-                reference = REFERENCES[name](x, state, model.arguments, training)
+                reference = REFERENCES[name](x, state, arguments, training)
         if isinstance(ours, dict):
             assert set(ours) == set(reference), f"{name}: output keys differ (training={training})"
         torch.testing.assert_close(ours, reference, **TOLERANCE,

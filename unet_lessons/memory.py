@@ -39,7 +39,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .blocks import SkipJoin
+from .blocks import ResidualAdd, SkipJoin
 from .models.base import unpack_output
 
 __all__ = ["MemoryEstimate", "estimate_memory", "measure_peak_memory"]
@@ -51,7 +51,7 @@ _MIB = 2**20
 _SAVES_INPUT = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
                 nn.GroupNorm, nn.LayerNorm, nn.PReLU, nn.LeakyReLU, nn.ELU, nn.Linear, nn.Softplus)
 _SAVES_OUTPUT = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.Softmax)
-_SAVES_NOTHING = (nn.Upsample, nn.Identity, nn.modules.dropout._DropoutNd, nn.modules.pooling._AvgPoolNd,
+_SAVES_NOTHING = (nn.Upsample, nn.Identity, nn.modules.dropout._DropoutNd, nn.modules.pooling._AvgPoolNd, ResidualAdd,
                   nn.modules.padding._ConstantPadNd)
 
 

@@ -11,12 +11,12 @@
 
 from .layers import (ACTS, NORMS, LayerSpec, avg_pool_type, conv_transpose_type, conv_type, interpolation_mode,
                      make_act, make_norm, max_pool_type)
-from .units import ORDERS, ConvNormAct, DoubleConv, ResidualBlock, StridedDown
+from .units import ORDERS, ConvNormAct, DoubleConv, ResidualAdd, ResidualBlock, StridedDown
 from .stages import Down, SkipJoin, Up, VNetStage, center_crop
 from .multires import MultiResBlock, ResPath, ResPathUnit, multires_widths
 from .separable import DomainConv, SeparableConv, depthwise_conv, pointwise_conv
 
 __all__ = ["conv_type", "conv_transpose_type", "max_pool_type", "avg_pool_type", "interpolation_mode", "make_norm",
            "make_act", "NORMS", "ACTS", "ORDERS", "LayerSpec", "ConvNormAct", "DoubleConv", "ResidualBlock",
-           "StridedDown", "Down", "Up", "SkipJoin", "center_crop", "VNetStage", "MultiResBlock", "ResPath",
+           "StridedDown", "ResidualAdd", "Down", "Up", "SkipJoin", "center_crop", "VNetStage", "MultiResBlock", "ResPath",
            "ResPathUnit", "multires_widths", "SeparableConv", "DomainConv", "depthwise_conv", "pointwise_conv"]

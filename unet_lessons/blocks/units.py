@@ -184,3 +184,13 @@ class StridedDown(ConvNormAct):
                  norm: LayerSpec = None, act: LayerSpec = None, bias: Optional[bool] = None) -> None:
         super().__init__(in_channels, out_channels, kernel_size, spatial_dims=spatial_dims,
                          padding="same" if kernel_size % 2 else "valid", norm=norm, act=act, bias=bias, stride=2)
+
+
+class ResidualAdd(nn.Module):
+    """``x + out``: a block's residual addition as a module, for a model whose stages list the modules that run
+    for one domain rather than the block (3D U²-Net): the diagram reads ``residual`` from it."""
+
+    residual = True  # it adds the block's input to its output
+
+    def forward(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return x + out

@@ -42,7 +42,7 @@ from typing import Iterable, Mapping, Optional
 import torch
 import torch.nn as nn
 
-from ..blocks import SkipJoin, conv_type, make_act, make_norm
+from ..blocks import ResidualAdd, SkipJoin, conv_type, make_act, make_norm
 from ..blocks.separable import U2NET_ACT, U2NET_NORM, DomainConv
 from .base import SegmentationModel
 
@@ -55,22 +55,22 @@ SINGLE_DOMAIN = "main"
 class U2NetBlock(nn.Module):
     """A level's block: ``act(unit2(act(unit1(x))) + x)``, the residual within the level (``DownBlock``)."""
 
-    residual = True  # read by the diagram
-
     def __init__(self, channels: int, domains: Iterable[str], spatial_dims: int, separable: bool) -> None:
         super().__init__()
         domains = list(domains)
         self.unit1 = DomainConv(channels, channels, domains, spatial_dims=spatial_dims, separable=separable)
         self.act1 = make_act(U2NET_ACT)
         self.unit2 = DomainConv(channels, channels, domains, spatial_dims=spatial_dims, separable=separable)
+        self.add = ResidualAdd()
         self.act2 = make_act(U2NET_ACT)
 
     def forward(self, x: torch.Tensor, domain: str, adapters: Optional[str] = None) -> torch.Tensor:
         out = self.act1(self.unit1(x, domain, adapters))
-        return self.act2(x + self.unit2(out, domain, adapters))
+        return self.act2(self.add(x, self.unit2(out, domain, adapters)))
 
     def domain_modules(self, domain: str) -> list[nn.Module]:
-        return [*self.unit1.domain_modules(domain), self.act1, *self.unit2.domain_modules(domain), self.act2]
+        return [*self.unit1.domain_modules(domain), self.act1, *self.unit2.domain_modules(domain), self.add,
+                self.act2]
 
 
 class U2NetDown(nn.Module):
