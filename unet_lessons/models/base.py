@@ -417,16 +417,18 @@ class SegmentationModel(nn.Module):
         """One sentence stating which input sizes work, for the error message of :meth:`check_input`."""
         return "model.valid_sizes() lists the sizes that work."
 
-    def check_input(self, x: torch.Tensor) -> None:
+    def check_input(self, x: torch.Tensor, domain: Optional[str] = None) -> None:
         """Raise a ``ValueError`` or ``TypeError`` naming what is wrong with ``x`` and what to do.
 
         Checks the type, the number of axes, the channels (and a channels-last layout), the
         dtype against the parameters' (so ``model.double()`` takes float64), the spatial size
-        against :meth:`output_size`, and NaN or infinite values (except on ``"meta"``).
+        against :meth:`output_size`, and NaN or infinite values (except on ``"meta"``). The
+        channels are ``domain``'s own where ``domain_in_channels`` gives them.
         """
         name = type(self).__name__
         parameter = next(self.parameters(), None)
-        check_input(x, model_name=name, spatial_dims=self.spatial_dims, in_channels=self.in_channels,
+        in_channels = self.domain_in_channels.get(domain, self.in_channels) if domain is not None else self.in_channels
+        check_input(x, model_name=name, spatial_dims=self.spatial_dims, in_channels=in_channels,
                     dtype=parameter.dtype if parameter is not None else None)
         is_valid = lambda s: self.output_size(s) is not None  # noqa: E731
         check_spatial_size(x.shape[2:], model_name=name, is_valid=is_valid,
@@ -670,11 +672,8 @@ class DomainView(SegmentationModel):
     def size_rule(self) -> str:
         return self.model.size_rule()
 
-    def check_input(self, x: torch.Tensor) -> None:
-        if self.model.domain_in_channels:
-            self.model.check_input(x, domain=self.domain)  # against this domain's own input channels
-        else:
-            self.model.check_input(x)
+    def check_input(self, x: torch.Tensor, domain: Optional[str] = None) -> None:
+        self.model.check_input(x, domain=self.domain)  # against this domain's own input channels
 
     def forward_features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
         return self.model.forward_features(x, domain=self.domain)

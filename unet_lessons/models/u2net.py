@@ -224,16 +224,6 @@ class U2Net(SegmentationModel):
             return SINGLE_DOMAIN
         return self.check_domain(domain)
 
-    def check_input(self, x: torch.Tensor, domain: Optional[str] = None) -> None:
-        """The contract's input check, against ``domain``'s input channels."""
-        if domain is None or domain not in self.domain_in_channels:
-            return super().check_input(x)
-        channels, self.in_channels = self.in_channels, self.domain_in_channels[domain]
-        try:
-            super().check_input(x)
-        finally:
-            self.in_channels = channels
-
     def domain_parameters(self, domain: Optional[str] = None) -> list[nn.Parameter]:
         """The parameters only ``domain`` uses: its input, output and deep-supervision layers, adapters and norms."""
         key = self._domain(domain)
