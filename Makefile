@@ -34,7 +34,7 @@ BROWSER_PACKAGES := chromium fonts-dejavu-core
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=600 -p no:cacheprovider
 
-.PHONY: setup data lab test test-unit test-notebooks browser-setup test-browser bench claims execute clean
+.PHONY: colab setup data lab test test-unit test-notebooks browser-setup test-browser bench claims execute clean
 # In order, also under make -j: the browser tests read what the notebook tests store.
 .NOTPARALLEL:
 
@@ -131,6 +131,11 @@ execute: setup data
 # The lessons' claim ledgers, read from the stored notebooks (nothing runs), into the README.
 claims: setup
 	$(BIN)/python -m unet_lessons.claims notebooks --readme README.md
+
+# Each lesson's "Open in Colab" badge and first cell, from [tool.unet-lessons.published] in pyproject.toml
+# (unet_lessons/publish.py). tests/test_publish.py fails when the stored cells and the setting differ.
+colab: setup
+	$(BIN)/python -m unet_lessons.publish
 
 clean:
 	rm -rf $(VENV) .pytest_cache
