@@ -46,6 +46,7 @@ def _no_data_environment(monkeypatch):
     """`make test` exports UNET_LESSONS_DATA and UNET_LESSONS_OFFLINE; each test sets what it needs."""
     monkeypatch.delenv("UNET_LESSONS_DATA", raising=False)
     monkeypatch.delenv("UNET_LESSONS_OFFLINE", raising=False)
+    monkeypatch.delenv("UNET_LESSONS_ISBI_URLS", raising=False)  # a user's own mirror list must not leak in
 
 
 # ----------------------------------------------------------------------------- downloads
@@ -177,6 +178,7 @@ def test_download_with_the_default_opener_from_a_local_server(local_server, tmp_
     with pytest.raises(DownloadError, match="HTTP 404") as info:
         download_file(f"{base}/missing.bin", tmp_path / "out" / "missing.bin", PAYLOAD_SHA, timeout=10)
     assert "UNET_LESSONS_DATA" in str(info.value)
+    assert info.value.reason.startswith("the server answered HTTP 404")  # the cause alone, for gathered messages
     assert leftovers(tmp_path / "out") == ["sample.bin"]
 
 
@@ -199,7 +201,11 @@ def test_isbi_constants():
     assert all(len(h) == 64 and int(h, 16) >= 0 for h in isbi.ISBI_SHA256.values())
     assert set(isbi.ISBI_SPLIT["train"]).isdisjoint(isbi.ISBI_SPLIT["val"])
     assert sorted(isbi.ISBI_SPLIT["train"] + isbi.ISBI_SPLIT["val"]) == list(range(30))
-    assert isbi.ISBI_URL.format(path="image/0.png").endswith("/data/membrane/train/image/0.png")
+    assert isbi.ISBI_URL == isbi.ISBI_URLS[0] and isbi.isbi_urls() == isbi.ISBI_URLS
+    github, jsdelivr = isbi.ISBI_URLS  # the same repository and commit at both hosts
+    commit = "b45af4d458437d8281cc218a07fd4380818ece4a"
+    assert github == f"https://raw.githubusercontent.com/zhixuhao/unet/{commit}/data/membrane/train/{{path}}"
+    assert jsdelivr == f"https://cdn.jsdelivr.net/gh/zhixuhao/unet@{commit}/data/membrane/train/{{path}}"
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "isbi2012-em" / "SHA256SUMS").is_file(),
@@ -345,18 +351,117 @@ def test_a_failed_download_keeps_what_was_fetched(fake_isbi, tmp_path, monkeypat
     def unreachable(url, timeout):
         raise urllib.error.URLError("Network is unreachable")
 
-    def flaky_download(url, dest, sha256, **kwargs):
+    def flaky_download(url, dest, sha256, **kwargs):  # the third file fails at every address
         calls.append(url)
-        return download_file(url, dest, sha256, opener=unreachable if len(calls) == 3 else good)
+        return download_file(url, dest, sha256, opener=unreachable if url.endswith("image/2.png") else good)
 
     monkeypatch.setattr(isbi, "download_file", flaky_download)
     root = tmp_path / "fresh"
     with pytest.raises(DownloadError) as info:
         isbi.ensure_isbi(root, download=True)
     assert "Network is unreachable" in str(info.value) and "2 of the 60" in str(info.value)
+    assert calls[2:] == [pattern.format(path="image/2.png") for pattern in isbi.ISBI_URLS]
     folder = root / isbi.ISBI_DIRNAME
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == ["image/0.png",
                                                                                                    "image/1.png"]
+
+
+# The mirrors, against real HTTP on 127.0.0.1: each file is tried at every configured address in
+# turn. A tiny file set with its own checksums replaces ISBI_SHA256, and every request is checked
+# to go to the loopback server, so nothing here can reach the real network.
+MIRROR_FILES = {"image/0.png": b"first image " * 50, "image/1.png": b"second image " * 70, "label/0.png": b"label"}
+
+
+@pytest.fixture
+def isbi_mirrors(local_server, monkeypatch):
+    """Serve MIRROR_FILES at <base>/good/, wrong bytes at <base>/corrupt/; returns (base, refused, use, requested).
+
+    ``refused`` is an address pattern on a closed port; ``use(*patterns)`` sets ISBI_URLS.
+    """
+    served, base = local_server
+    for relative, payload in MIRROR_FILES.items():
+        for folder, content in (("good", payload), ("corrupt", payload[:-1] + b"!")):
+            (served / folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            (served / folder / relative).write_bytes(content)
+    monkeypatch.setattr(isbi, "ISBI_SHA256", {p: hashlib.sha256(b).hexdigest() for p, b in MIRROR_FILES.items()})
+    with socket.socket() as probe:  # a port that was free a moment ago and that nobody listens on now
+        probe.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{probe.getsockname()[1]}/{{path}}"
+    requested: list[str] = []
+
+    def loopback_only(url, dest, sha256, **kwargs):
+        assert url.startswith("http://127.0.0.1:"), url
+        requested.append(url)
+        return download_file(url, dest, sha256, timeout=10)  # the real opener, urllib.request.urlopen
+
+    monkeypatch.setattr(isbi, "download_file", loopback_only)
+    use = lambda *patterns: monkeypatch.setattr(isbi, "ISBI_URLS", patterns)  # noqa: E731
+    return base, refused, use, requested
+
+
+def downloaded(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("first", ["absent", "refused"], ids=["HTTP-404", "connection-refused"])
+def test_isbi_falls_back_to_the_second_address(isbi_mirrors, tmp_path, first):
+    base, refused, use, requested = isbi_mirrors
+    first_pattern = f"{base}/absent/{{path}}" if first == "absent" else refused
+    use(first_pattern, f"{base}/good/{{path}}")
+    folder = isbi.ensure_isbi(tmp_path / "fresh", download=True)
+    assert downloaded(folder) == MIRROR_FILES  # checked against ISBI_SHA256 before each got its name
+    assert requested == [pattern.format(path=p) for p in MIRROR_FILES
+                         for pattern in (first_pattern, f"{base}/good/{{path}}")]
+
+
+def test_isbi_moves_on_from_an_address_that_serves_corrupt_bytes(isbi_mirrors, tmp_path):
+    base, _, use, requested = isbi_mirrors
+    use(f"{base}/corrupt/{{path}}", f"{base}/good/{{path}}")
+    folder = isbi.ensure_isbi(tmp_path / "fresh", download=True)
+    assert downloaded(folder) == MIRROR_FILES
+    assert len(requested) == 2 * len(MIRROR_FILES)
+
+
+def test_isbi_names_every_address_when_all_fail(isbi_mirrors, tmp_path):
+    base, refused, use, requested = isbi_mirrors
+    patterns = (f"{base}/absent/{{path}}", refused, f"{base}/corrupt/{{path}}")
+    use(*patterns)
+    root = tmp_path / "fresh"
+    with pytest.raises(DownloadError) as info:
+        isbi.ensure_isbi(root, download=True)
+    message = str(info.value)
+    urls = [pattern.format(path="image/0.png") for pattern in patterns]
+    assert requested == urls  # the first file fails everywhere, so the others are never tried
+    assert "image/0.png from any of its 3 addresses" in message
+    lines = message.splitlines()
+    for url, why in zip(urls, ("HTTP 404", "Connection refused", "not the expected file (SHA-256")):
+        after = lines[lines.index(f"  {urls.index(url) + 1}. {url}") + 1]
+        assert after.startswith("     why: ") and why in after, (url, after)
+    assert "UNET_LESSONS_DATA" in message and "UNET_LESSONS_ISBI_URLS" in message and "by hand" in message
+    assert "0 of the 3 missing" in message
+    assert not [p for p in root.rglob("*") if p.is_file()]  # no file, no .part left behind
+
+
+def test_isbi_corrupt_at_every_address_is_a_checksum_error(isbi_mirrors, tmp_path):
+    base, _, use, _ = isbi_mirrors
+    use(f"{base}/corrupt/{{path}}")
+    with pytest.raises(ChecksumError, match="from its one address") as info:
+        isbi.ensure_isbi(tmp_path / "fresh", download=True)
+    assert isbi.ISBI_SHA256["image/0.png"] in str(info.value)
+
+
+def test_isbi_addresses_from_the_environment(isbi_mirrors, tmp_path, monkeypatch):
+    base, refused, use, requested = isbi_mirrors
+    use(refused)  # the configured list would fail; the variable replaces it
+    monkeypatch.setenv("UNET_LESSONS_ISBI_URLS", f"  {base}/absent/{{path}}\n{base}/good/{{path}} ")
+    assert isbi.isbi_urls() == (f"{base}/absent/{{path}}", f"{base}/good/{{path}}")
+    folder = isbi.ensure_isbi(tmp_path / "fresh", download=True)
+    assert downloaded(folder) == MIRROR_FILES and not any(url.startswith(refused[:-6]) for url in requested)
+    requested.clear()
+    monkeypatch.setenv("UNET_LESSONS_ISBI_URLS", f"{base}/good/image/0.png")
+    with pytest.raises(DataError, match=r"without \{path\}") as info:
+        isbi.ensure_isbi(tmp_path / "other", download=True)
+    assert "unset UNET_LESSONS_ISBI_URLS" in str(info.value) and requested == []
 
 
 def test_unwritable_folder_says_so(tmp_path):

@@ -46,7 +46,17 @@ _NETWORK_ERRORS = (urllib.error.URLError, socket.timeout, ConnectionError, HTTPE
 
 
 class DataError(RuntimeError):
-    """Base class of every dataset problem; the message always says how to fix it."""
+    """Base class of every dataset problem; the message always says how to fix it.
+
+    Args:
+        message: what is wrong and what to do.
+        reason: the cause alone, in one line, for a message that gathers several failures
+            (such as one file tried at several addresses); defaults to the message's first line.
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message.split("\n", 1)[0]
 
 
 class DatasetNotFoundError(DataError):
@@ -91,19 +101,23 @@ def offline_requested() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
-def _network_message(url: str, dest: Path, error: BaseException) -> str:
+def _network_cause(url: str, error: BaseException) -> str:
     host = urlparse(url).hostname or url
     if isinstance(error, urllib.error.HTTPError):
-        cause = f"the server answered HTTP {error.code} ({error.reason}); the file may have moved"
-    else:
-        reason = getattr(error, "reason", None) or error
-        cause = (f"{type(error).__name__}: {reason}. The machine seems to be offline, "
-                 f"or {host} is unreachable or too slow")
-    return (
+        return f"the server answered HTTP {error.code} ({error.reason}); the file may have moved"
+    reason = getattr(error, "reason", None) or error
+    return (f"{type(error).__name__}: {reason}. The machine seems to be offline, "
+            f"or {host} is unreachable or too slow")
+
+
+def _network_error(url: str, dest: Path, error: BaseException) -> DownloadError:
+    cause = _network_cause(url, error)
+    return DownloadError(
         f"Could not download {url}\n"
         f"  why: {cause}.\n"
         f"  fix: connect to the internet and re-run; or copy the file by hand to {dest}; "
-        f"or set {DATA_ENV} to a folder that already holds the dataset."
+        f"or set {DATA_ENV} to a folder that already holds the dataset.",
+        reason=cause,
     )
 
 
@@ -154,13 +168,13 @@ def download_file(
             try:
                 response = open_url(url, timeout=timeout)
             except _NETWORK_ERRORS as error:
-                raise DownloadError(_network_message(url, dest, error)) from error
+                raise _network_error(url, dest, error) from error
             try:
                 while True:
                     try:
                         chunk = response.read(_CHUNK_BYTES)
                     except _NETWORK_ERRORS as error:  # the connection dropped midway
-                        raise DownloadError(_network_message(url, dest, error)) from error
+                        raise _network_error(url, dest, error) from error
                     if not chunk:
                         break
                     digest.update(chunk)
@@ -177,7 +191,8 @@ def download_file(
                 f"  actual SHA-256:   {actual}\n"
                 f"  fix: re-run (a proxy or a broken connection may have altered it); if it keeps "
                 f"failing, the file at that address has changed: copy the dataset by hand or set "
-                f"{DATA_ENV} to a folder that holds it."
+                f"{DATA_ENV} to a folder that holds it.",
+                reason=f"the bytes are not the expected file (SHA-256 {actual}, expected {expected})",
             )
         os.chmod(part_path, 0o644)  # NamedTemporaryFile makes it owner-only; a dataset is for everyone
         os.replace(part_path, dest)

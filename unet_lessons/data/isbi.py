@@ -9,7 +9,9 @@ The files are the PNG export of the challenge's ``train-volume.tif`` and
 ``train-labels.tif`` in the MIT-licensed repository ``zhixuhao/unet`` (pinned to one
 commit). They are downloaded once into ``data_root() / "isbi2012-em"`` and checked
 against the SHA-256 sums below on every use; ``python -m unet_lessons.data.isbi``
-does the download ahead of time.
+does the download ahead of time. Each file is tried at every address in
+:data:`ISBI_URLS` in turn (GitHub, then jsDelivr's mirror of the same commit), or at the
+addresses in the environment variable ``UNET_LESSONS_ISBI_URLS``.
 
 Cite when used:
     A. Cardona et al., "An integrated micro- and macroarchitectural analysis of the
@@ -48,7 +50,10 @@ from .download import (
 
 __all__ = [
     "ISBI_SHA256",
+    "ISBI_URLS",
     "ISBI_URL",
+    "ISBI_URLS_ENV",
+    "isbi_urls",
     "ISBI_DIRNAME",
     "ISBI_SPLIT",
     "isbi_folder",
@@ -57,8 +62,15 @@ __all__ = [
     "main",
 ]
 
-ISBI_URL = ("https://raw.githubusercontent.com/zhixuhao/unet/"
-            "b45af4d458437d8281cc218a07fd4380818ece4a/data/membrane/train/{path}")
+_REPOSITORY, _COMMIT, _FOLDER = "zhixuhao/unet", "b45af4d458437d8281cc218a07fd4380818ece4a", "data/membrane/train"
+# The same commit's files at two hosts, tried in this order; ``{path}`` is a key of ISBI_SHA256.
+# Every copy is checked against the same checksums, so a mirror can fail but never mislead.
+ISBI_URLS: tuple[str, ...] = (
+    f"https://raw.githubusercontent.com/{_REPOSITORY}/{_COMMIT}/{_FOLDER}/{{path}}",
+    f"https://cdn.jsdelivr.net/gh/{_REPOSITORY}@{_COMMIT}/{_FOLDER}/{{path}}",
+)
+ISBI_URL = ISBI_URLS[0]  # the primary address, kept for code written before the mirror
+ISBI_URLS_ENV = "UNET_LESSONS_ISBI_URLS"
 ISBI_DIRNAME = "isbi2012-em"
 ISBI_NUM_SLICES = 30
 
@@ -173,6 +185,48 @@ def _missing_message(folder: Path, missing: list[str], reason: str) -> str:
     )
 
 
+def isbi_urls() -> tuple[str, ...]:
+    """The address patterns to try, in order: ``UNET_LESSONS_ISBI_URLS`` if set, else :data:`ISBI_URLS`.
+
+    The variable holds patterns separated by spaces, each with ``{path}`` where a file's
+    name (``image/0.png``) goes, e.g. a copy on a local server.
+    """
+    override = os.environ.get(ISBI_URLS_ENV, "").split()
+    if not override:
+        return tuple(ISBI_URLS)
+    bad = [pattern for pattern in override if "{path}" not in pattern]
+    if bad:
+        raise DataError(
+            f"{ISBI_URLS_ENV} holds addresses without {{path}}: {_list(bad)}.\n"
+            f"  fix: write each address with {{path}} where the file name goes, e.g. "
+            f"http://server/isbi/{{path}} for http://server/isbi/image/0.png; or unset {ISBI_URLS_ENV}."
+        )
+    return tuple(override)
+
+
+def _download_one(relative: str, dest: Path) -> None:
+    """Fetch one file from the first address that serves it intact; raise naming every address if none does."""
+    failures: list[tuple[str, DataError]] = []
+    for pattern in isbi_urls():
+        url = pattern.replace("{path}", relative)  # not str.format: a user's address may hold other braces
+        try:
+            download_file(url, dest, ISBI_SHA256[relative])
+            return
+        except (DownloadError, ChecksumError) as error:  # the next address may serve it; DataError (disk) may not
+            failures.append((url, error))
+    tried = "".join(f"\n  {i}. {url}\n     why: {error.reason}." for i, (url, error) in enumerate(failures, 1))
+    message = (
+        f"Could not download the ISBI 2012 file {relative} from "
+        f"{'its one address' if len(failures) == 1 else f'any of its {len(failures)} addresses'}:{tried}\n"
+        f"  fix: connect to the internet and re-run; or copy the file by hand to {dest}; or set {DATA_ENV} "
+        f"to a folder that already holds {ISBI_DIRNAME}/; or set {ISBI_URLS_ENV} to addresses that serve "
+        f"these files (with {{path}} where the file name goes)."
+    )
+    # Every address answered with wrong bytes: the files there changed, not the network.
+    kind = ChecksumError if all(isinstance(error, ChecksumError) for _, error in failures) else DownloadError
+    raise kind(message) from failures[-1][1]
+
+
 def _check_writable(folder: Path, num_missing: int) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -204,10 +258,12 @@ def ensure_isbi(root: Union[str, os.PathLike, None] = None, *, download: Optiona
         The dataset folder, ``root / "isbi2012-em"``.
 
     Raises:
-        ChecksumError: a file on disk has the wrong SHA-256 (named in the message).
+        ChecksumError: a file on disk has the wrong SHA-256 (named in the message), or
+            every address served wrong bytes for a missing file.
         DatasetNotFoundError: files are missing and downloads are off, or the folder is
             not writable.
-        DownloadError: a download failed (no network, host unreachable, ...).
+        DownloadError: a file could not be downloaded from any address in
+            :func:`isbi_urls` (no network, host unreachable, HTTP error, ...).
     """
     folder = isbi_folder(root)
     missing: list[str] = []
@@ -232,11 +288,12 @@ def ensure_isbi(root: Union[str, os.PathLike, None] = None, *, download: Optiona
     if not allowed:
         raise DatasetNotFoundError(_missing_message(folder, missing, reason))
     _check_writable(folder, len(missing))
+    isbi_urls()  # a malformed override fails here, before anything is fetched
     for done, relative in enumerate(missing):
         try:
-            download_file(ISBI_URL.format(path=relative), folder / relative, ISBI_SHA256[relative])
-        except DownloadError as error:
-            raise DownloadError(
+            _download_one(relative, folder / relative)
+        except (DownloadError, ChecksumError) as error:
+            raise type(error)(
                 f"{error}\n  ({done} of the {len(missing)} missing ISBI 2012 files were downloaded into "
                 f"{folder} before this failure; re-running fetches the rest.)"
             ) from error
