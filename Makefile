@@ -34,7 +34,7 @@ BROWSER_PACKAGES := chromium fonts-dejavu-core
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=600 -p no:cacheprovider
 
-.PHONY: colab setup data lab test test-unit test-notebooks browser-setup test-browser bench claims execute clean
+.PHONY: colab site measure setup data lab test test-unit test-notebooks browser-setup test-browser bench claims execute clean
 # In order, also under make -j: the browser tests read what the notebook tests store.
 .NOTPARALLEL:
 
@@ -131,6 +131,17 @@ execute: setup data
 # The lessons' claim ledgers, read from the stored notebooks (nothing runs), into the README.
 claims: setup
 	$(BIN)/python -m unet_lessons.claims notebooks --readme README.md
+
+# The lessons' website from their stored outputs (docs/build_site.py): nothing runs, nothing is
+# fetched; docs/_build/html/index.html. tests/browser/test_site.py builds and reads it in Chromium.
+site: setup
+	$(BIN)/python docs/build_site.py
+
+# Each lesson's run time and peak memory (the kernel's peak resident memory), top to bottom with the
+# test settings, into notebooks/results/lesson_runs.csv, which the site shows. All lessons take about
+# 25 minutes; one: make measure NB=notebooks/04_vnet.ipynb. Run it on an idle machine.
+measure: setup data
+	$(TEST_ENV) $(BIN)/python tests/benchmarks/lesson_runs.py $(NB)
 
 # Each lesson's "Open in Colab" badge and first cell, from [tool.unet-lessons.published] in pyproject.toml
 # (unet_lessons/publish.py). tests/test_publish.py fails when the stored cells and the setting differ.
