@@ -34,7 +34,7 @@ BROWSER_PACKAGES := chromium fonts-dejavu-core
 NBVAL_FLAGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	--nbval-cell-timeout=600 -p no:cacheprovider
 
-.PHONY: colab site measure setup data lab test test-unit test-notebooks browser-setup test-browser bench claims execute clean
+.PHONY: colab site measure setup data lab test test-unit test-floor test-notebooks browser-setup test-browser bench claims execute clean
 # In order, also under make -j: the browser tests read what the notebook tests store.
 .NOTPARALLEL:
 
@@ -59,10 +59,49 @@ lab: setup
 	@echo "Opening JupyterLab on http://localhost:$(PORT)/lab (set PORT=... to change it)"
 	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) --ServerApp.port_retries=0 $(ROOT_FLAG)
 
-test: test-unit test-notebooks test-browser
+test: test-unit test-floor test-notebooks test-browser
 
 test-unit: setup
 	$(TEST_ENV) $(BIN)/python -m pytest tests --ignore=tests/browser -p no:cacheprovider
+
+# The widget tests on the lowest ipywidgets that pyproject.toml allows (Google Colab ships 7.7.1 and must
+# restart to upgrade). Lower cannot be the floor: before 7.5 ipywidgets fails to import on Python 3.10+
+# (collections.Mapping), and before 7.6.4 its metadata leaves out ipython_genutils, which it imports and
+# nothing in the pinned set brings. Exact pins, installed without dependencies: ipywidgets, the
+# widgetsnbextension and jupyterlab_widgets of its own line, and ipython_genutils.
+FLOOR_PINS := ipywidgets==7.6.4 widgetsnbextension==3.5.2 jupyterlab_widgets==1.0.2 ipython_genutils==0.2.0
+FLOOR_VENV := .venv-floor
+FLOOR_STAMP := $(FLOOR_VENV)/.installed
+FLOOR_IPYWIDGETS := $(patsubst ipywidgets==%,%,$(filter ipywidgets==%,$(FLOOR_PINS)))
+FLOOR_TESTS := tests/test_slice_viewer.py
+# The floor venv holds only FLOOR_PINS; a .pth file appends $(VENV)'s site-packages after its own, so torch
+# and the rest come from there, and a link gives nbconvert its templates. Rebuilt when FLOOR_PINS differ
+# from what the stamp records, or when $(VENV) was reinstalled.
+ifneq ($(shell cat $(FLOOR_STAMP) 2>/dev/null),$(FLOOR_PINS))
+.PHONY: $(FLOOR_STAMP)
+endif
+
+$(FLOOR_STAMP): $(STAMP)
+	rm -rf $(FLOOR_VENV)
+	$(BIN)/python -m venv --without-pip $(FLOOR_VENV)
+	$(BIN)/python -m pip --python $(FLOOR_VENV)/bin/python install --no-deps $(FLOOR_PINS)
+	$(FLOOR_VENV)/bin/python -c "import sys, sysconfig; open(sysconfig.get_path('purelib') + '/zz_main_venv.pth', 'w')\
+		.write(f'import site; site.addsitedir({sys.argv[1]!r})\n')" \
+		"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+	mkdir -p $(FLOOR_VENV)/share/jupyter
+	ln -s $(abspath $(VENV))/share/jupyter/nbconvert $(FLOOR_VENV)/share/jupyter/nbconvert
+	echo '$(FLOOR_PINS)' > $@
+
+# Fails unless the floor venv imports ipywidgets $(FLOOR_IPYWIDGETS) from itself. An argument that 7 lacks
+# (an 8-only option) is dropped there with a mere warning, so that warning fails the run; 7 on ipykernel 7
+# warns at every widget that ipykernel.comm.Comm is deprecated: not ours to fix, and hidden.
+test-floor: $(FLOOR_STAMP)
+	$(FLOOR_VENV)/bin/python -c "import sys, ipywidgets as w; print('test-floor: ipywidgets', w.__version__, 'from', w.__file__);\
+		ok = w.__version__ == '$(FLOOR_IPYWIDGETS)' and w.__file__.startswith(sys.prefix + '/');\
+		sys.exit(None if ok else 'test-floor: expected ipywidgets $(FLOOR_IPYWIDGETS) from ' + sys.prefix)"
+	$(TEST_ENV) $(FLOOR_VENV)/bin/python -m pytest $(FLOOR_TESTS) -p no:cacheprovider \
+		-W 'ignore:The `ipykernel.comm.Comm` class has been deprecated:DeprecationWarning' \
+		-W 'error:Passing unrecognized arguments:DeprecationWarning'
 
 # Verify the ISBI data set (and download what is missing, when online); the notebook
 # tests themselves then run offline.
@@ -149,4 +188,4 @@ colab: setup
 	$(BIN)/python -m unet_lessons.publish
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache

@@ -80,7 +80,7 @@ def test_two_predictions_side_by_side_and_the_static_fallback():
     viewer = SliceViewer(image, label=label, predictions={"a": label, "b": np.zeros_like(label)}, display_size=14)
     assert viewer.render().shape == (12, 3 * 14 + 2 * 4, 3)
     bundle = viewer._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == viewer.widget.model_id
     montage = _decode(base64.b64decode(bundle["image/png"]))
     assert montage.shape[1] >= 76 + 3 * 14 + 2 * 4 and 12 * 4 < montage.shape[0] <= 900
     assert bundle["text/plain"] == "SliceViewer(10×12×14 voxels, 2 channel(s), panels: label, a, b)"

@@ -96,6 +96,17 @@ def _wrap(text: str, font, draw, limit: Optional[float] = None) -> list[str]:
     return lines
 
 
+def _widget_bundle(widget: widgets.Widget, **kwargs) -> dict:
+    """The widget's display data. ipywidgets 8 returns it from ``_repr_mimebundle_``; ipywidgets 7 (what
+    Google Colab ships) has no such method and displays it from ``_ipython_display_`` instead, so for 7 the
+    same view reference is built here (``make test-floor`` runs the viewer's tests on 7)."""
+    if hasattr(widget, "_repr_mimebundle_"):
+        return widget._repr_mimebundle_(**kwargs) or {}
+    widget._handle_displayed()  # what 7's _ipython_display_ does after displaying: fires on_displayed callbacks
+    return {"application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
+                                                           "model_id": widget.model_id}}
+
+
 class SliceViewer:
     """Slice through a volume, its label and one or more predictions.
 
@@ -523,7 +534,7 @@ class SliceViewer:
         self.readout_widget.value = self.readout(**state)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude) or {}
+        bundle = _widget_bundle(self.widget, include=include, exclude=exclude)
         buffer = io.BytesIO()
         Image.fromarray(self.montage(overlay="outline", opacity=0.8)).save(buffer, format="PNG")
         bundle["image/png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
