@@ -189,3 +189,11 @@ colab: setup
 
 clean:
 	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache
+
+# Lecture slides of every lesson (docs/slides.py): reveal.js decks and PDF handouts printed by
+# Chromium, with reveal.js, MathJax, require.js and jQuery copied from docs/vendor/, so that the
+# folder works offline. Open docs/_build/slides/index.html. Other notebooks, or no handouts:
+# .venv/bin/python docs/slides.py FOLDER --no-pdf
+.PHONY: slides
+slides: setup
+	$(BIN)/python docs/slides.py
