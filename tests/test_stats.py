@@ -213,3 +213,24 @@ def test_judge_spread_verdicts_and_the_family():
         judge_spread("s", steady[:2], unsteady[:2], margin=2, family=1)
     with pytest.raises(ValueError, match="spread is 0"):
         judge_spread("s", np.ones(5), unsteady[:5], margin=2, family=1)
+
+
+def test_next_seed_range_holds_one_more_run_as_often_as_its_level():
+    from unet_lessons import stats
+
+    rng = np.random.default_rng(0)
+    inside = []
+    for _ in range(4000):
+        runs = rng.normal(0.6, 0.05, size=6)
+        low, high = stats.next_seed_range(runs[:5])
+        inside.append(low <= runs[5] <= high)
+    assert 0.985 <= np.mean(inside) <= 0.995
+
+
+def test_next_seed_range_is_never_narrower_than_the_stored_range_and_margin():
+    from unet_lessons import stats
+
+    low, high = stats.next_seed_range([0.80, 0.80, 0.80, 0.80, 0.81], margin=0.05)
+    assert low == pytest.approx(0.75) and high == pytest.approx(0.86)
+    with pytest.raises(ValueError, match="at least two"):
+        stats.next_seed_range([0.5])

@@ -66,7 +66,7 @@ from scipy import stats as scipy_stats
 
 __all__ = ["VERDICTS", "FIGURES", "Interval", "CrossedInterval", "ItemCounts", "Judgement", "bootstrap_interval",
            "paired_difference", "crossed_interval", "variance_components", "is_deterministic", "item_counts",
-           "verdict", "judge", "judge_spread", "SpreadJudgement", "seeds_needed", "items_needed", "simulate_differences", "FEW_ITEMS", "LEVEL", "POWER",
+           "verdict", "judge", "judge_spread", "SpreadJudgement", "seeds_needed", "items_needed", "simulate_differences", "next_seed_range", "FEW_ITEMS", "LEVEL", "POWER",
            "FEWEST_SEEDS"]
 
 #: The closed list of verdicts, shown everywhere verdicts are shown.
@@ -333,6 +333,31 @@ def _variance_and_df(ms_seed: float, ms_item: float, ms_residual: float, seeds: 
 
 def _t(probability: float, df: float) -> float:
     return float(scipy_stats.t.ppf(probability, df)) if math.isfinite(df) else float(scipy_stats.norm.ppf(probability))
+
+
+def next_seed_range(seed_scores: Sequence[float], *, margin: float = 0.0, level: float = 0.99) -> tuple[float, float]:
+    """Where one more training run's score should fall, given the stored seeds' scores.
+
+    A lesson's live run is one more draw of the training noise: on the CPU that stored the table it
+    repeats a stored seed, on another CPU type its rounding differs and the run ends elsewhere. Of
+    n + 1 exchangeable runs, the new one falls outside the range of the other n with probability
+    2 / (n + 1) (a third, at five seeds), so "inside the stored range" is no check. This is the
+    normal-model prediction interval, mean ± t(1 - (1 - level) / 2, n - 1) · s · √(1 + 1/n), widened
+    to at least the stored range ± ``margin``: it fails on a run that is not a draw of the same
+    training (a broken loss, a collapsed prediction), not on an unlucky one.
+
+    Args:
+        seed_scores: one score per stored seed (at least two).
+        margin: the interval is never narrower than [min − margin, max + margin].
+        level: the prediction interval's level.
+    """
+    scores = _as_items(seed_scores, "seed_scores")
+    if scores.size < 2:
+        raise ValueError(f"next_seed_range needs at least two seeds' scores, got {scores.size}.")
+    n = scores.size
+    half = _t(1 - (1 - level) / 2, n - 1) * float(scores.std(ddof=1)) * math.sqrt(1 + 1 / n)
+    return (min(float(scores.mean()) - half, float(scores.min()) - margin),
+            max(float(scores.mean()) + half, float(scores.max()) + margin))
 
 
 def is_deterministic(differences: np.ndarray, *, tolerance: float = 1e-5) -> bool:

@@ -97,14 +97,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if os.environ.get("UNET_LESSONS_RUNS", "off") != "off":
         print("UNET_LESSONS_RUNS is set: saved runs would skip training and the times would mean nothing; unset it.")
         return 2
-    rows = read_table()
+    from nbclient.exceptions import CellExecutionError
+
+    rows, failed = read_table(), []
     for path in paths:
-        row = measure(Path(path))
+        try:
+            row = measure(Path(path))
+        except CellExecutionError as error:
+            # A lesson that fails is not measured; the others still are, and the run ends in failure.
+            failed.append(Path(path).name)
+            print(f"{Path(path).name}: FAILED, not measured:\n{str(error)[-1500:]}", flush=True)
+            continue
         rows[row["notebook"]] = row
         write_table(rows)  # after each lesson, so an interrupted run keeps what it measured
         print(f"{row['notebook']}: {int(row['seconds']) / 60:.1f} min, peak {int(row['peak_rss_mib'])} MiB", flush=True)
     print(f"written: {TABLE.relative_to(ROOT)}")
-    return 0
+    if failed:
+        print(f"{len(failed)} lesson(s) failed and were not measured: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+import re
+import shutil
+import sys
 from pathlib import Path
 from urllib.parse import urldefrag, urljoin, urlparse
 
@@ -26,32 +26,28 @@ WIDGET_PLACEHOLDERS = ("Loading widget", "Error displaying widget", "widget-view
 MONTAGE_LESSON = "03_unet3d"
 
 
-def _load_builder():
-    spec = importlib.util.spec_from_file_location("build_site", REPO / "docs" / "build_site.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
+def _load(name: str):
+    """A build script of docs/ as a module (docs/ is no package)."""
+    module_name = f"unet_lessons_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, REPO / "docs" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
 
 
 @pytest.fixture(scope="module")
 def site():
     """The site built into a temporary folder and served on 127.0.0.1: (base URL, html folder, builder)."""
-    builder = _load_builder()
+    builder = _load("build_site")
     out = tempdir("unet-lessons-site-")
     html = builder.build(out)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(html)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", html, builder
+        with _load("slides").Server(html) as server:  # the slides' static server on 127.0.0.1
+            yield f"{server.url}/", html, builder
     finally:
-        server.shutdown()
-        server.server_close()
+        shutil.rmtree(out, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +105,6 @@ def _pages(html: Path) -> list[str]:
 
 
 def _ids(html: Path, page: str) -> set[str]:
-    import re
-
     text = (html / page).read_text(encoding="utf-8")
     return set(re.findall(r'\sid="([^"]+)"', text))
 

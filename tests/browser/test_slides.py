@@ -24,7 +24,6 @@ import importlib.util
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import nbformat
@@ -165,7 +164,6 @@ def _removed_lines(notebook) -> list[str]:
 
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_deck_offline_complete_and_readable(lesson, built, slides_browser, artifacts):
-    start = time.monotonic()
     out, decks = built
     browser, server = slides_browser
     deck = decks[lesson]
@@ -210,7 +208,6 @@ def test_deck_offline_complete_and_readable(lesson, built, slides_browser, artif
         problems.append(f"{len(notes)} speaker notes in the deck ({sum(not n for n in notes)} empty), "
                         f"the notebook's cut has {expected_notes}")
     assert not problems, f"{lesson}:\n" + "\n".join(problems)
-    assert time.monotonic() - start < 30, f"{lesson} took {time.monotonic() - start:.0f} s to check"
 
 
 def test_speaker_view_shows_the_notes(built, slides_browser):
@@ -218,8 +215,7 @@ def test_speaker_view_shows_the_notes(built, slides_browser):
     out, decks = built
     browser, server = slides_browser
     deck = next((d for d in decks.values() if "<aside class=\"notes\">" in d.html.read_text(encoding="utf-8")), None)
-    if deck is None:
-        pytest.skip("no deck has speaker notes (the notebooks have no lecture cut yet)")
+    assert deck is not None, "no deck has speaker notes: the notebooks' lecture cut marks no cell as notes"
     context, page, recorder = _open(browser, server, deck.html.name)
     try:
         at = page.evaluate("""() => { const s = Reveal.getSlides().find(s => s.querySelector('aside.notes'));
@@ -238,3 +234,15 @@ def test_speaker_view_shows_the_notes(built, slides_browser):
     expected, shown = " ".join(expected.split())[:60], " ".join(shown.split())
     assert expected in shown, f"the speaker view shows {shown[:200]!r}, not the slide's notes {expected!r}"
     assert not recorder.problems, "\n".join(recorder.problems)
+
+
+def test_the_handout_prints_one_page_a_slide(built, slides_browser):
+    """The PDF handout of the shortest deck, printed through Chromium as make slides prints every deck."""
+    import re
+
+    out, decks = built
+    deck = min(decks.values(), key=lambda d: d.slides)
+    slides.print_pdfs([deck], out)
+    data = deck.pdf.read_bytes()
+    pages = len(re.findall(rb"/Type\s*/Page(?!s)", data))
+    assert data.startswith(b"%PDF") and pages == deck.slides, f"{deck.pdf.name}: {pages} pages for {deck.slides} slides"
