@@ -333,42 +333,54 @@ READY_JS = """() => window.Reveal && Reveal.isReady() && window.slidesSettled ==
 """
 
 
-def print_pdfs(decks: list[Deck], out: Path, chromium: str = CHROMIUM) -> None:
-    """Print each deck to ``out/<lesson>.pdf`` in reveal.js's print mode, one page a slide."""
-    from playwright.sync_api import Error as PlaywrightError
+def print_pdfs(decks: list[Deck], out: Path, chromium: str = CHROMIUM, browser=None) -> None:
+    """Print each deck to ``out/<lesson>.pdf`` in reveal.js's print mode, one page a slide.
+
+    ``browser``: a Playwright browser already running (the tests share one); else Chromium is started here.
+    """
+    if browser is not None:
+        with Server(out) as server:
+            _print_with(browser, server, decks, out)
+        return
     from playwright.sync_api import sync_playwright
 
     with Server(out) as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         try:
-            for deck in decks:
-                page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
-                problems: list[str] = []
-                page.on("request", lambda request: request.url.startswith((server.url + "/", "data:"))
-                        or problems.append(f"request to another host: {request.url}"))
-                page.on("requestfailed", lambda request: problems.append(f"failed: {request.url} ({request.failure})"))
-                page.on("response", lambda response: response.status >= 400
-                        and problems.append(f"HTTP {response.status}: {response.url}"))
-                page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-                try:
-                    page.goto(f"{server.url}/{deck.html.name}?print-pdf", wait_until="load")
-                    page.wait_for_function("() => window.slidesPdfReady === true", timeout=60_000)
-                    page.wait_for_function(READY_JS, timeout=60_000)
-                    page.evaluate(SETTLE_JS)
-                    page.wait_for_function(READY_JS, timeout=60_000)
-                except PlaywrightError as error:
-                    raise SlidesError(f"{deck.html.name} did not get ready to print ({error.message.splitlines()[0]}); "
-                                      + "; ".join(problems)) from None
-                shown = page.evaluate("Reveal.getTotalSlides()")
-                if shown != deck.slides:
-                    problems.append(f"reveal.js shows {shown} slides, the notebook's cut has {deck.slides}")
-                deck.pdf = out / f"{deck.notebook.stem}.pdf"
-                page.pdf(path=str(deck.pdf), prefer_css_page_size=True, print_background=True)
-                page.close()
-                if problems:
-                    raise SlidesError(f"{deck.html.name}: " + "; ".join(problems))
+            _print_with(browser, server, decks, out)
         finally:
             browser.close()
+
+
+def _print_with(browser, server: "Server", decks: list[Deck], out: Path) -> None:
+    from playwright.sync_api import Error as PlaywrightError
+
+    for deck in decks:
+        page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+        problems: list[str] = []
+        page.on("request", lambda request: request.url.startswith((server.url + "/", "data:"))
+                or problems.append(f"request to another host: {request.url}"))
+        page.on("requestfailed", lambda request: problems.append(f"failed: {request.url} ({request.failure})"))
+        page.on("response", lambda response: response.status >= 400
+                and problems.append(f"HTTP {response.status}: {response.url}"))
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        try:
+            page.goto(f"{server.url}/{deck.html.name}?print-pdf", wait_until="load")
+            page.wait_for_function("() => window.slidesPdfReady === true", timeout=60_000)
+            page.wait_for_function(READY_JS, timeout=60_000)
+            page.evaluate(SETTLE_JS)
+            page.wait_for_function(READY_JS, timeout=60_000)
+        except PlaywrightError as error:
+            raise SlidesError(f"{deck.html.name} did not get ready to print ({error.message.splitlines()[0]}); "
+                              + "; ".join(problems)) from None
+        shown = page.evaluate("Reveal.getTotalSlides()")
+        if shown != deck.slides:
+            problems.append(f"reveal.js shows {shown} slides, the notebook's cut has {deck.slides}")
+        deck.pdf = out / f"{deck.notebook.stem}.pdf"
+        page.pdf(path=str(deck.pdf), prefer_css_page_size=True, print_background=True)
+        page.close()
+        if problems:
+            raise SlidesError(f"{deck.html.name}: " + "; ".join(problems))
 
 
 def write_index(decks: list[Deck], out: Path) -> Path:

@@ -83,19 +83,34 @@ def lab_server(artifacts):
 
 
 @pytest.fixture(scope="session")
-def browser_context(lab_server):
+def chromium():
+    """Debian's Chromium through Playwright, one for the whole run: Playwright's sync API runs one at a time,
+    so the lessons, the site and the slides share it, each in contexts of its own."""
+    missing = _missing()
+    if missing:
+        message = f"{missing} missing; install with: {INSTALL_HINT}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
                                              timeout=60_000)
-        context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
-        context.set_default_timeout(30_000)
         try:
-            yield context
+            yield browser
         finally:
-            context.close()
             browser.close()
+
+
+@pytest.fixture(scope="session")
+def browser_context(lab_server, chromium):
+    context = chromium.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    context.set_default_timeout(30_000)
+    try:
+        yield context
+    finally:
+        context.close()
 
 
 @dataclass

@@ -9,7 +9,6 @@ placeholder where a static figure belongs (the slice viewer's montage). Screensh
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shutil
 import sys
@@ -18,7 +17,7 @@ from urllib.parse import urldefrag, urljoin, urlparse
 
 import pytest
 
-from labdriver import CHROMIUM, CHROMIUM_ARGS, INSTALL_HINT, REPO, tempdir
+from labdriver import REPO, tempdir
 
 #: What a page shows where a widget could not be drawn (JupyterLab, nbconvert and myst-nb wordings).
 WIDGET_PLACEHOLDERS = ("Loading widget", "Error displaying widget", "widget-view+json", "Widget Javascript not detected")
@@ -51,23 +50,14 @@ def site():
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    if importlib.util.find_spec("playwright") is None or not os.access(CHROMIUM, os.X_OK):
-        message = f"Chromium or playwright missing; install with: {INSTALL_HINT}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
-        context.set_default_timeout(30_000)
-        try:
-            yield context
-        finally:
-            context.close()
-            browser.close()
+def site_browser(chromium):
+    """A context of the run's Chromium for reading the site."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
+    context.set_default_timeout(30_000)
+    try:
+        yield context
+    finally:
+        context.close()
 
 
 class Visit:
@@ -109,7 +99,7 @@ def _ids(html: Path, page: str) -> set[str]:
     return set(re.findall(r'\sid="([^"]+)"', text))
 
 
-def test_every_page_loads_only_local_files_and_every_link_resolves(site, chromium):
+def test_every_page_loads_only_local_files_and_every_link_resolves(site, site_browser):
     base, html, builder = site
     pages = _pages(html)
     lessons = [path.stem for path in builder.lessons()]
@@ -117,7 +107,7 @@ def test_every_page_loads_only_local_files_and_every_link_resolves(site, chromiu
     assert {"index.html", "claims.html", "search.html"} <= set(pages)
     problems = []
     for name in pages:
-        visit = Visit(chromium, urljoin(base, name))
+        visit = Visit(site_browser, urljoin(base, name))
         try:
             problems += [f"{name}: {problem}" for problem in visit.problems]
             problems += [f"{name}: image does not load: {src}" for src in visit.broken_images()]
@@ -142,9 +132,9 @@ def test_every_page_loads_only_local_files_and_every_link_resolves(site, chromiu
     assert not problems, "\n".join(problems[:40])
 
 
-def test_the_slice_viewer_shows_its_labelled_montage(site, chromium, artifacts):
+def test_the_slice_viewer_shows_its_labelled_montage(site, site_browser, artifacts):
     base, html, _ = site
-    visit = Visit(chromium, urljoin(base, f"lessons/{MONTAGE_LESSON}.html"))
+    visit = Visit(site_browser, urljoin(base, f"lessons/{MONTAGE_LESSON}.html"))
     try:
         cell = visit.page.locator(".tag_browser-viewer")
         assert cell.count() == 1, "lesson 03's viewer cell (tag browser-viewer) is not on its page"
@@ -160,11 +150,11 @@ def test_the_slice_viewer_shows_its_labelled_montage(site, chromium, artifacts):
         visit.close()
 
 
-def test_lesson_pages_fold_solutions_and_state_run_time_and_memory(site, chromium):
+def test_lesson_pages_fold_solutions_and_state_run_time_and_memory(site, site_browser):
     base, html, builder = site
     runs = builder.measured_runs()
     for path in builder.lessons():
-        visit = Visit(chromium, urljoin(base, f"lessons/{path.stem}.html"))
+        visit = Visit(site_browser, urljoin(base, f"lessons/{path.stem}.html"))
         try:
             text = visit.page.inner_text("article")
             assert builder.run_line(runs.get(path.name)) in text, f"{path.name}: run time and memory not shown"
@@ -181,9 +171,9 @@ def test_lesson_pages_fold_solutions_and_state_run_time_and_memory(site, chromiu
             visit.close()
 
 
-def test_the_claims_page_sorts_by_verdict_and_filters(site, chromium, artifacts):
+def test_the_claims_page_sorts_by_verdict_and_filters(site, site_browser, artifacts):
     base, _, builder = site
-    visit = Visit(chromium, urljoin(base, "claims.html"))
+    visit = Visit(site_browser, urljoin(base, "claims.html"))
     try:
         page = visit.page
         rows = page.locator("#claims tbody tr")
@@ -204,9 +194,9 @@ def test_the_claims_page_sorts_by_verdict_and_filters(site, chromium, artifacts)
         visit.close()
 
 
-def test_search_finds_a_lesson_offline(site, chromium):
+def test_search_finds_a_lesson_offline(site, site_browser):
     base, _, _ = site
-    visit = Visit(chromium, urljoin(base, "search.html?q=sliding+window"))
+    visit = Visit(site_browser, urljoin(base, "search.html?q=sliding+window"))
     try:
         visit.page.wait_for_selector("#search-results li", timeout=30_000)
         assert visit.page.locator("#search-results li a").count() >= 1

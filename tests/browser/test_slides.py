@@ -29,7 +29,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labdriver import CHROMIUM, CHROMIUM_ARGS, INSTALL_HINT, REPO, tempdir
+from labdriver import REPO, tempdir
 
 NOTEBOOKS = Path(os.environ.get("UNET_LESSONS_SLIDES_NOTEBOOKS", REPO / "notebooks"))
 #: Cells no deck may show, by tag (issue 33); kept apart from docs/slides.py's own list on purpose.
@@ -81,15 +81,6 @@ WALK_JS = """async () => {
 }"""
 
 
-def _missing() -> str:
-    missing = []
-    if importlib.util.find_spec("playwright") is None:
-        missing.append("the Python package playwright")
-    if not os.access(CHROMIUM, os.X_OK):
-        missing.append(f"Chromium ({CHROMIUM})")
-    return " and ".join(missing)
-
-
 @pytest.fixture(scope="module")
 def built():
     """The decks of every lesson, built into a temporary folder; {lesson: Deck}."""
@@ -102,22 +93,10 @@ def built():
 
 
 @pytest.fixture(scope="module")
-def slides_browser(built):
-    missing = _missing()
-    if missing:
-        message = f"{missing} missing; install with: {INSTALL_HINT}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with slides.Server(built[0]) as server, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-                                             timeout=60_000)
-        try:
-            yield browser, server
-        finally:
-            browser.close()
+def slides_browser(built, chromium):
+    """The run's Chromium and the decks' folder served on 127.0.0.1."""
+    with slides.Server(built[0]) as server:
+        yield chromium, server
 
 
 class Recorder:
@@ -242,7 +221,7 @@ def test_the_handout_prints_one_page_a_slide(built, slides_browser):
 
     out, decks = built
     deck = min(decks.values(), key=lambda d: d.slides)
-    slides.print_pdfs([deck], out)
+    slides.print_pdfs([deck], out, browser=slides_browser[0])
     data = deck.pdf.read_bytes()
     pages = len(re.findall(rb"/Type\s*/Page(?!s)", data))
     assert data.startswith(b"%PDF") and pages == deck.slides, f"{deck.pdf.name}: {pages} pages for {deck.slides} slides"
