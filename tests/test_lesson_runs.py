@@ -14,11 +14,19 @@ lesson_runs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(lesson_runs)
 
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+#: Lessons that could not be measured, and why; the site says "not measured yet" for them. It only shrinks.
+NOT_MEASURED = {
+    "06_no_new_net.ipynb": "on an AVX2-only CPU (2026-12-07) its synthetic data differ in the last digits from those "
+                           "its stored table was made with, and the lesson stops at its staleness check",
+}
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=lambda path: path.stem)
 def test_each_lesson_was_measured_as_its_code_is_now(path):
     row = lesson_runs.read_table().get(path.name)
+    if path.name in NOT_MEASURED:
+        assert row is None, f"{path.name} is measured now: remove it from NOT_MEASURED"
+        pytest.skip(f"{path.name} not measured: {NOT_MEASURED[path.name]}")
     assert row is not None, f"{path.name} has no measured run time and memory: make measure NB=notebooks/{path.name}"
     assert row["code_digest"] == lesson_runs.code_digest(path), (
         f"{path.name}'s code changed since its run time and memory were measured ({row['measured']}): "
