@@ -50,6 +50,16 @@ def pytest_collection_modifyitems(config, items):
         items[at:at] = viewer_items
 
 
+def _require_browser() -> None:
+    """Skip (fail on CI, which installs both) without Chromium or Playwright, naming the install command."""
+    missing = _missing()
+    if missing:
+        message = f"{missing} missing; install with: {INSTALL_HINT}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     """tests/browser/artifacts/, emptied first, so that it holds this run's screenshots and logs only."""
@@ -61,12 +71,7 @@ def artifacts() -> Path:
 @pytest.fixture(scope="session")
 def lab_server(artifacts):
     """A JupyterLab of the test's own over a temporary copy of notebooks/, stopped at the end, pass or fail."""
-    missing = _missing()
-    if missing:
-        message = f"{missing} missing; install with: {INSTALL_HINT}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    _require_browser()
     work = tempdir("unet-lessons-browser-")
     copy_notebooks(NOTEBOOKS, work / "notebooks")
     server = LabServer(work / "notebooks", work / "jupyter")
@@ -86,12 +91,7 @@ def lab_server(artifacts):
 def chromium():
     """Debian's Chromium through Playwright, one for the whole run: Playwright's sync API runs one at a time,
     so the lessons, the site and the slides share it, each in contexts of its own."""
-    missing = _missing()
-    if missing:
-        message = f"{missing} missing; install with: {INSTALL_HINT}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    _require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
