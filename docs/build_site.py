@@ -38,13 +38,12 @@ NOTEBOOKS = ROOT / "notebooks"
 RUNS = NOTEBOOKS / "results" / "lesson_runs.csv"
 MATHJAX = DOCS / "vendor" / "mathjax"
 #: The order a reader scans verdicts in: what held, what held within a margin, what is open, what failed.
+#: A link to a lesson notebook in a stored output (the ledgers' link to lesson 00's rule), Markdown or HTML:
+#: on the site the lesson is a page.
+_LESSON_LINK = re.compile(r"(\]\(|href=\")(\d\d_\w+)\.ipynb(#[^)\"]*)?(?=[)\"])")
 VERDICT_ORDER = ("reproduced", "equivalent at this budget", "inconclusive at this budget",
                  "contradicted at this budget", "not measured")
 
-
-
-def lessons(folder: Path = NOTEBOOKS) -> list[Path]:
-    return publish.lessons(folder)
 
 
 def measured_runs(path: Path = RUNS) -> dict[str, dict]:
@@ -95,15 +94,13 @@ def stage_lesson(path: Path, run: Optional[dict], out: Path) -> str:
         elif publish.BADGE_TAG in tags:
             # The badge's line is where a reader looks before starting: say how long and how much memory.
             cell.source += f"\n\n*{run_line(run)}*"
-    # Links in stored outputs (the ledgers' link to lesson 00's rule) name notebooks; on the site they are pages.
-    lesson_link = re.compile(r"(\]\(|href=\")(\d\d_\w+)\.ipynb(#[^)\"]*)?(?=[)\"])")
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             for mime in ("text/markdown", "text/html"):
                 if mime in output.get("data", {}):
                     text = output["data"][mime]
                     text = "".join(text) if isinstance(text, list) else text
-                    output["data"][mime] = lesson_link.sub(lambda m: f"{m[1]}{m[2]}.html{m[3] or ''}", text)
+                    output["data"][mime] = _LESSON_LINK.sub(lambda m: f"{m[1]}{m[2]}.html{m[3] or ''}", text)
     solutions = NOTEBOOKS / "solutions" / f"lesson{path.name[:2]}.py"
     if solutions.is_file():
         notebook.cells.append(nbformat.v4.new_markdown_cell(
@@ -132,7 +129,7 @@ def index_page(titles: dict[str, str], runs: dict[str, dict]) -> str:
     described = readme_lesson_rows()
     table = ["| lesson | what it builds | data | run time, peak memory |", "|---|---|---|---|"]
     for name, title in titles.items():
-        builds, data = (described.get(name, ["", "", ""]) + ["", ""])[:2]
+        builds, data, *_ = described.get(name, []) + ["", ""]
         table.append(f"| [{title}](lessons/{name}) | {builds} | {data} | {run_cell(runs.get(name))} |")
     toctree = "\n".join(f"lessons/{name[:-6]}" for name in titles)
     return f"""# U-shaped segmentation networks, lesson by lesson
@@ -206,7 +203,8 @@ to show only its claims. Each ledger's rule is explained in lesson 00.
 """
 
 
-def stage(source: Path) -> None:
+def stage(source: Path) -> dict[str, str]:
+    """Stage the sources into ``source``; returns each lesson's title by notebook name."""
     if source.exists():
         shutil.rmtree(source)
     (source / "lessons").mkdir(parents=True)
@@ -219,15 +217,17 @@ def stage(source: Path) -> None:
     shutil.copytree(NOTEBOOKS / "solutions", source / "solutions",
                     ignore=shutil.ignore_patterns("__pycache__"))
     runs = measured_runs()
-    titles = {path.name: stage_lesson(path, runs.get(path.name), source / "lessons") for path in lessons()}
+    titles = {path.name: stage_lesson(path, runs.get(path.name), source / "lessons")
+              for path in publish.lessons(NOTEBOOKS)}
     (source / "index.md").write_text(index_page(titles, runs), encoding="utf-8")
     (source / "claims.md").write_text(claims_page(claims.gather(NOTEBOOKS), titles), encoding="utf-8")
+    return titles
 
 
 def build(out: Path = DOCS / "_build") -> Path:
     start = time.perf_counter()
     source, html_dir = out / "source", out / "html"
-    stage(source)
+    titles = stage(source)
     if html_dir.exists():
         shutil.rmtree(html_dir)
     # -W: a broken reference or a missing file is an error, not a warning scrolled past.
@@ -236,7 +236,7 @@ def build(out: Path = DOCS / "_build") -> Path:
     result = subprocess.run(command)
     if result.returncode:
         raise SystemExit(f"sphinx-build failed (exit {result.returncode}); its messages are above.")
-    print(f"site: {html_dir}/index.html, {len(lessons())} lessons, "
+    print(f"site: {html_dir}/index.html, {len(titles)} lessons, "
           f"built in {time.perf_counter() - start:.0f} s")
     return html_dir
 

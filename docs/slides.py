@@ -38,13 +38,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from unet_lessons import publish
+from unet_lessons.publish import LESSON_GLOB
+
 REPO = Path(__file__).resolve().parents[1]
 VENDOR = REPO / "docs" / "vendor"
 DEFAULT_NOTEBOOKS = REPO / "notebooks"
 DEFAULT_OUT = REPO / "docs" / "_build" / "slides"
-LESSON_GLOB = "[0-9][0-9]_*.ipynb"
 #: Cells left out of the slides, by tag.
-REMOVE_TAGS = ("solution", "colab-setup", "colab-badge")
+REMOVE_TAGS = ("solution", publish.SETUP_TAG, publish.BADGE_TAG)
 CHROMIUM = os.environ.get("UNET_LESSONS_CHROMIUM", "/usr/bin/chromium")
 #: Without the background-networking flags Chromium tries to reach Google's services.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -157,7 +159,7 @@ class Deck:
 
 def lessons(folder: Path) -> list[Path]:
     """The lesson notebooks ``folder/[0-9][0-9]_*.ipynb``, in order."""
-    found = sorted(Path(folder).glob(LESSON_GLOB))
+    found = publish.lessons(folder)
     if not found:
         raise SlidesError(f"no lesson notebooks ({LESSON_GLOB}) in {folder}")
     return found

@@ -35,6 +35,8 @@ SETUP_TAG = "colab-setup"
 #: Colab opens notebooks of public GitHub repositories only.
 _GITHUB = re.compile(r"^https://github\.com/(?P<owner>[\w.-]+)/(?P<name>[\w.-]+?)/?$")
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
+#: The lessons: notebooks/NN_topic.ipynb.
+LESSON_GLOB = "[0-9][0-9]_*.ipynb"
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,7 @@ def write_opening_cells(path: Path, publication: Publication) -> bool:
 
 
 def lessons(folder: Path = ROOT / "notebooks") -> list[Path]:
-    return sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
+    return sorted(Path(folder).glob(LESSON_GLOB))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

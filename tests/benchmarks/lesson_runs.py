@@ -27,6 +27,8 @@ from datetime import date
 from pathlib import Path
 from typing import Optional, Sequence
 
+from unet_lessons import publish
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 TABLE = NOTEBOOKS / "results" / "lesson_runs.csv"
@@ -38,7 +40,7 @@ def code_digest(path: Path) -> str:
     cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
     # The Colab setup cell does nothing outside Colab: the publication setting must not stale the table.
     code = ["".join(cell["source"]) for cell in cells if cell["cell_type"] == "code"
-            and "colab-setup" not in cell.get("metadata", {}).get("tags", [])]
+            and publish.SETUP_TAG not in cell.get("metadata", {}).get("tags", [])]
     return hashlib.sha256("\n\x00".join(code).encode("utf-8")).hexdigest()[:16]
 
 
@@ -93,7 +95,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="lessons to measure (default: every lesson)")
     args = parser.parse_args(argv)
-    paths = args.notebooks or sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    paths = args.notebooks or publish.lessons(NOTEBOOKS)
     if os.environ.get("UNET_LESSONS_RUNS", "off") != "off":
         print("UNET_LESSONS_RUNS is set: saved runs would skip training and the times would mean nothing; unset it.")
         return 2

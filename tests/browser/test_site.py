@@ -8,6 +8,7 @@ placeholder where a static figure belongs (the slice viewer's montage). Screensh
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 import shutil
@@ -94,7 +95,9 @@ def _pages(html: Path) -> list[str]:
                   if path.parts[len(html.parts)] not in ("_static", "_sources"))
 
 
+@functools.lru_cache(maxsize=None)
 def _ids(html: Path, page: str) -> set[str]:
+    """The element ids of a built page (read once per page, however many links point into it)."""
     text = (html / page).read_text(encoding="utf-8")
     return set(re.findall(r'\sid="([^"]+)"', text))
 
@@ -102,7 +105,7 @@ def _ids(html: Path, page: str) -> set[str]:
 def test_every_page_loads_only_local_files_and_every_link_resolves(site, site_browser):
     base, html, builder = site
     pages = _pages(html)
-    lessons = [path.stem for path in builder.lessons()]
+    lessons = [path.stem for path in builder.publish.lessons(builder.NOTEBOOKS)]
     assert {f"lessons/{name}.html" for name in lessons} <= set(pages), "a lesson has no page"
     assert {"index.html", "claims.html", "search.html"} <= set(pages)
     problems = []
@@ -158,7 +161,7 @@ def test_the_slice_viewer_shows_its_labelled_montage(site, site_browser, artifac
 def test_lesson_pages_fold_solutions_and_state_run_time_and_memory(site, site_browser):
     base, html, builder = site
     runs = builder.measured_runs()
-    for path in builder.lessons():
+    for path in builder.publish.lessons(builder.NOTEBOOKS):
         visit = Visit(site_browser, urljoin(base, f"lessons/{path.stem}.html"))
         try:
             text = visit.page.inner_text("article")
