@@ -17,6 +17,7 @@ import torch.nn as nn
 from unet_lessons.benchmark import (LESSONS, RESULTS_ENV, Arm, ArmStamp, Benchmark, Fingerprint, arm_stamps,
                                     check_table, load_benchmark, load_parent_weights, read_table, restamp,
                                     run_benchmark, stale_arms, table_path, write_table)
+from unet_lessons.benchmark.table import cpu_kernels, header_lines
 from unet_lessons.benchmark.resolve import LOSS_RTOL, SCORE_ATOL
 from unet_lessons.benchmark import runner
 from unet_lessons.benchmark.runner import _Units, partial_path, run_name
@@ -394,6 +395,55 @@ def test_restamping_from_the_older_codes_first_losses(tmp_path):
     assert check_table(stamped, benchmark) == []
     with pytest.raises(ValueError, match="one kind of evidence"):
         restamp(benchmark, results=tmp_path)
+
+
+def test_another_cpus_stamps_are_added_only_on_matching_evidence_and_read_only_there(tmp_path, monkeypatch):
+    """A table made on another kind of CPU ("ELSEWHERE": its float32 fingerprints a per cent off this CPU's, as
+    AVX-512's are off AVX2's) fails here until this CPU's own stamps are added beside its own."""
+    import json
+
+    from unet_lessons.benchmark import table as table_module
+    restamp_module = import_module("unet_lessons.benchmark.restamp")  # the package's `restamp` is the function
+    from unet_lessons.benchmark.restamp import stamp_this_cpu
+
+    benchmark = tiny_benchmark()
+    path = run_benchmark(benchmark, results=tmp_path, runs=tmp_path / "runs", progress=False)
+    here = read_table(path).stamps()
+    elsewhere = [dataclasses.replace(stamp, fingerprint=Fingerprint(tuple(v * 1.01 for v in stamp.fingerprint.losses),
+                                                                    stamp.fingerprint.scores)) for stamp in here]
+    fresh = path.read_text()
+    body = fresh[fresh.index("arm,seed,"):]
+    facts = {**read_table(path).facts, "cpu": "ELSEWHERE"}
+    path.write_text("\n".join(header_lines(facts, elsewhere)) + "\n" + body)
+    elsewhere = read_table(path).stamps()  # as written: 9 significant digits
+    assert any("loss of step 1" in problem for problem in check_table(read_table(path), benchmark))
+
+    def evidence(name, stamps, cpu=None):
+        file = tmp_path / name
+        file.write_text(json.dumps({"lesson": "tiny", "commit": "abcdef0", "cpu": cpu or cpu_kernels(), "stamps": {
+            stamp.name: {"hash": stamp.hash, "fingerprint": stamp.fingerprint.text()} for stamp in stamps}}))
+        return file
+
+    before = path.read_text()
+    off = [dataclasses.replace(here[0], fingerprint=Fingerprint((here[0].fingerprint.losses[0] * 1.001,
+                                                                 *here[0].fingerprint.losses[1:]),
+                                                                here[0].fingerprint.scores)), *here[1:]]
+    with pytest.raises(ValueError, match=rf"arm '{here[0].name}': loss of step 1"):
+        stamp_this_cpu(benchmark, evidence("off.json", off), results=tmp_path)
+    with pytest.raises(ValueError, match="computed with the 'ELSEWHERE' kernels"):
+        stamp_this_cpu(benchmark, evidence("other-cpu.json", here, cpu="ELSEWHERE"), results=tmp_path)
+    assert path.read_text() == before  # refused: nothing written
+    stamped = read_table(stamp_this_cpu(benchmark, evidence("same.json", here), results=tmp_path))
+    assert path.read_text().endswith(body) and stamped.stamps() == elsewhere  # the rows and the own lines unchanged
+    assert "the code of commit abcdef0 gave every arm the same hash" in stamped.facts[f"stamped on {cpu_kernels()}"]
+    assert list(stamped.other_cpus) == [cpu_kernels()] and check_table(stamped, benchmark) == []
+    assert stale_arms(stamped, benchmark, fingerprint=True) == []
+    # On the table's own kind of CPU, its own lines are read, as before.
+    monkeypatch.setattr(table_module, "cpu_kernels", lambda: "ELSEWHERE")
+    monkeypatch.setattr(restamp_module, "cpu_kernels", lambda: "ELSEWHERE")
+    assert stamped.for_cpu() is stamped and check_table(stamped, benchmark) != []
+    with pytest.raises(ValueError, match="already this CPU's"):
+        stamp_this_cpu(benchmark, evidence("again.json", here, cpu="ELSEWHERE"), results=tmp_path)
 
 
 def test_the_command_line_refuses_to_restamp_a_lesson_without_a_matching_rerun(tmp_path, monkeypatch, capsys):

@@ -4,7 +4,8 @@ Resumes an interrupted run from the partial file beside the table, keeping the a
 code still matches it; ``--keep-stored`` does the same from the stored table (new seeds, new arms). ``--check`` only compares the stored table with the code; ``--restamp TABLE``
 re-stamps the stored table's header after a re-run of seed 0 (``--seeds 0 --results DIR``)
 matched it, ``--restamp-from-losses JSON`` after the code that made it gave today's first
-training losses (:mod:`unet_lessons.benchmark.restamp`).
+training losses (:mod:`unet_lessons.benchmark.restamp`); ``--stamp-this-cpu JSON`` adds this kind of
+CPU's hashes and fingerprints after the code the table was checked against gave today's here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from .declare import LESSONS, load_benchmark
 from .resolve import check_table
-from .restamp import restamp
+from .restamp import restamp, stamp_this_cpu
 from .runner import run_benchmark
 from .table import RESULTS_ENV, read_table, results_directory
 
@@ -41,6 +42,10 @@ def main(argv=None) -> int:
     action.add_argument("--restamp-from-losses", type=Path, metavar="JSON",
                         help="re-stamp the stored table's header if JSON, the first losses of the code that made it "
                              "(tests/benchmarks/first_losses.py), equals today's arm by arm")
+    action.add_argument("--stamp-this-cpu", type=Path, metavar="JSON",
+                        help="add this kind of CPU's hashes and fingerprints to the stored table if JSON, the stamps "
+                             "that the code it was checked against gives here (tests/benchmarks/stamps.py), equals "
+                             "today's arm by arm")
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -56,6 +61,14 @@ def _run(args: argparse.Namespace) -> int:
         problems = check_table(read_table(path), benchmark)
         print(f"{path}: " + ("matches the code" if not problems else "stale:\n  " + "\n  ".join(problems)))
         return 1 if problems else 0
+    if args.stamp_this_cpu:
+        try:
+            path = stamp_this_cpu(args.lesson, args.stamp_this_cpu, results=args.results)
+        except ValueError as error:
+            print(error, file=sys.stderr)
+            return 1
+        print(f"added this CPU's stamps to {path}")
+        return 0
     if args.restamp or args.restamp_from_losses:
         try:
             path = restamp(args.lesson, args.restamp, original_losses=args.restamp_from_losses, results=args.results)

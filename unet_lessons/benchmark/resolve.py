@@ -227,13 +227,14 @@ def check_table(table: StoredTable, benchmark: Benchmark, *, data: Optional[Mapp
     """What the code says differs from a stored table, one line per problem, each naming the arm.
 
     Args:
-        table: the stored table.
+        table: the stored table (read as this CPU must: :meth:`StoredTable.for_cpu`).
         benchmark: the lesson's declaration.
         data: ``benchmark.make_data()``, when already built.
         fingerprint: also recompute and compare the behaviour fingerprints (trains three steps per arm).
         loss_rtol, score_atol: the fingerprint's tolerances.
     """
     data = benchmark.make_data() if data is None else data
+    table = table.for_cpu()  # this CPU's hashes and fingerprints, when the table records them apart
     compared = [arm.name for arm in benchmark.arms if arm.name in table.fingerprints] if fingerprint else []
     stamped, problems = _stamp(benchmark, data, fingerprint=compared), []
     for arm in benchmark.arms:

@@ -15,6 +15,12 @@ steps). So the second kind of evidence compares code, not CPUs: the first three 
 of seed 0 of every arm, computed on one machine by the code that made the table (an older
 checkout, ``tests/benchmarks/first_losses.py``) and by today's code, must agree to a relative
 1e-6. The stored rows stay what they are: one draw of each seed, on the CPU that made them.
+
+The same amplification makes a table's fingerprints hold on one kind of CPU only (its PyTorch kernels:
+AVX-512, AVX2, ...). :func:`stamp_this_cpu` adds another kind's: on such a CPU, the code whose stamps the
+table's own were checked against (by the stored-table test, on the table's own kind of CPU) and today's
+code must give the same hashes and fingerprints; then today's are written as that CPU's ``# on`` lines,
+and every other line of the table stays as it was.
 """
 
 from __future__ import annotations
@@ -27,10 +33,10 @@ from typing import Optional
 
 from .declare import Benchmark, load_benchmark
 from .resolve import arm_stamps
-from .table import (StoredTable, _commit, atomic_write_text, header_lines, read_table, results_directory,
-                    split_table_text)
+from .table import (Fingerprint, StoredTable, _commit, atomic_write_text, cpu_kernels, fingerprint_differences,
+                    header_lines, read_table, results_directory, split_table_text)
 
-__all__ = ["KEY_COLUMNS", "compare_seed", "compare_losses", "restamp"]
+__all__ = ["KEY_COLUMNS", "compare_seed", "compare_losses", "restamp", "stamp_this_cpu"]
 
 #: How closely the older code's first losses must equal today's, on one machine.
 LOSS_RTOL = 1e-6
@@ -166,8 +172,62 @@ def restamp(lesson: str | Benchmark, verification: Optional[str | os.PathLike] =
     stamps = stamps or arm_stamps(benchmark, benchmark.make_data())
     comments, body = split_table_text(path.read_text(encoding="utf-8"))
     facts = {key: value for key, value in stored.facts.items() if key != "restamped"}
+    facts["cpu"] = cpu_kernels()  # the kernels of the stamps written now; another CPU's lines are dropped (stale)
     facts["restamped"] = (f"{datetime.date.today().isoformat()} at commit {_commit(path.parent)}: header re-stamped "
                           f"with the current code's resolved hashes and fingerprints after {evidence}; the rows and "
                           "the facts above are those of the original run")
     atomic_write_text(path, "\n".join(header_lines(facts, stamps)) + "\n" + body)
+    return path
+
+
+def stamp_this_cpu(lesson: str | Benchmark, evidence: str | os.PathLike, *,
+                   results: Optional[str | os.PathLike] = None) -> Path:
+    """Add this CPU's hashes and fingerprints (``# on <kernels>:`` lines) to lesson ``lesson``'s table.
+
+    Args:
+        lesson: the lesson number, e.g. ``"04"``, or its :class:`~unet_lessons.benchmark.Benchmark`.
+        evidence: a JSON file from ``tests/benchmarks/stamps.py``, run on this kind of CPU with the checkout
+            whose code the table's own stamps were last checked against, first on the path.
+        results: the folder of the stored tables; default found from the current directory.
+
+    Raises:
+        ValueError: when the table's own stamps are this CPU's, or when the evidence is from another kind of
+            CPU or another lesson, or gives other hashes or fingerprints than today's code (each listed).
+    """
+    benchmark = lesson if isinstance(lesson, Benchmark) else load_benchmark(lesson)
+    path = results_directory(results) / benchmark.table
+    stored, kernels = read_table(path), cpu_kernels()
+    if stored.facts.get("cpu") == kernels:
+        raise ValueError(f"{path.name}: its own hashes and fingerprints are already this CPU's ({kernels}).")
+    record = json.loads(Path(evidence).read_text(encoding="utf-8"))
+    problems = []
+    if record.get("lesson") != benchmark.lesson:
+        problems.append(f"the evidence is of lesson {record.get('lesson')!r}, not {benchmark.lesson!r}")
+    if record.get("cpu") != kernels:
+        problems.append(f"the evidence was computed with the {record.get('cpu')!r} kernels; this CPU runs {kernels!r}")
+    stamps = arm_stamps(benchmark, benchmark.make_data())
+    theirs = record.get("stamps", {})
+    for stamp in stamps:
+        if stamp.name not in theirs:
+            problems.append(f"arm {stamp.name!r}: not in the evidence")
+            continue
+        if theirs[stamp.name]["hash"] != stamp.hash:
+            problems.append(f"arm {stamp.name!r}: hash {theirs[stamp.name]['hash']} from the older code, {stamp.hash} today")
+        problems += [f"arm {stamp.name!r}: {difference}" for difference in fingerprint_differences(
+            Fingerprint.parse(theirs[stamp.name]["fingerprint"]), stamp.fingerprint, loss_rtol=LOSS_RTOL,
+            score_atol=LOSS_RTOL)]
+    problems += [f"arm {name!r}: in the evidence, not in today's code" for name in theirs if name not in
+                 {stamp.name for stamp in stamps}]
+    if problems:
+        raise ValueError(f"refusing to add {kernels} stamps to {path}: the evidence does not show that the code the "
+                         "table was checked against behaves as today's on this CPU:\n  " + "\n  ".join(problems))
+    others = {name: list(values.values()) for name, values in stored.other_cpus.items() if name != kernels}
+    others[kernels] = stamps
+    facts = dict(stored.facts)
+    facts[f"stamped on {kernels}"] = (
+        f"{datetime.date.today().isoformat()} at commit {_commit(path.parent)}: the code of commit "
+        f"{record.get('commit', '?')} gave every arm the same hash and fingerprint (relative {LOSS_RTOL:g}) on this "
+        f"kind of CPU as this code; the rows and the arm and fingerprint lines are the original run's")
+    comments, body = split_table_text(path.read_text(encoding="utf-8"))
+    atomic_write_text(path, "\n".join(header_lines(facts, stored.stamps(), others)) + "\n" + body)
     return path

@@ -177,7 +177,7 @@ def _resumable_rows(source: Path, stamps: Sequence[ArmStamp], units: set) -> tup
     if not source.exists():
         return [], 0.0, "", ""
     try:
-        table = read_table(source)
+        table = read_table(source).for_cpu()
     except Exception as error:  # noqa: BLE001 - an unreadable partial file is started over, and said so
         return [], 0.0, f"{source.name} is unreadable ({type(error).__name__}); starting over", ""
     matching = set()

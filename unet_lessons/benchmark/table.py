@@ -10,8 +10,17 @@ A table is a CSV file headed by comment lines::
     # arm: Dice (V-Net) | hash: 384c4c1b1330
     # arm: Dice, fine-tuned | hash: 1f2e3d4c5b6a | parent: Dice (V-Net)
     # fingerprint: Dice (V-Net) | losses: 0.80952024, 0.62599939, 0.45845616 | scores: test/dice=0.0123
+    # on AVX2: Dice (V-Net) | hash: 384c4c1b1330 | losses: 0.80952031, 0.62601318, 0.45851174 | scores: test/dice=0.0123
     arm,seed,held_out,item,dice,seconds
     Dice (V-Net),0,test,0,0.576061,37.2
+
+The ``# arm:`` and ``# fingerprint:`` lines are those of the CPU that ran the benchmark (the ``cpu``
+fact, when recorded). The same code gives other float32 results on a CPU whose PyTorch kernels differ
+(AVX-512 or AVX2: random initialisation, convolutions), and three training steps amplify the last bits
+into fingerprints a few per cent apart; so a table may also hold, per other kind of CPU, an ``# on
+<kernels>:`` line per arm with the hash and fingerprint that the same code gives there
+(:func:`unet_lessons.benchmark.restamp.stamp_this_cpu`). Checks use the lines of the CPU they run on
+(:meth:`StoredTable.for_cpu`).
 
 One row per (arm, seed, held-out set, item); per-seed columns (``seconds``, ``collapsed``, a
 lesson's measurements) repeat their one value on every row of that arm and seed. A table
@@ -21,6 +30,7 @@ without a ``held_out`` column reads as ``"test"``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 import io
 import math
@@ -37,7 +47,7 @@ import torch
 from .declare import load_benchmark
 
 __all__ = ["RESULTS_ENV", "Fingerprint", "ArmStamp", "StoredTable", "results_directory", "table_path",
-           "write_table", "read_table", "fingerprint_differences"]
+           "write_table", "read_table", "fingerprint_differences", "cpu_kernels"]
 
 RESULTS_ENV = "UNET_LESSONS_RESULTS"
 #: The held-out set of a table written before tables had several.
@@ -139,10 +149,20 @@ def table_path(lesson: str, results: Optional[str | os.PathLike] = None) -> Path
     return results_directory(results) / load_benchmark(lesson).table
 
 
+def cpu_kernels() -> str:
+    """Which of PyTorch's CPU kernel sets runs here: ``"AVX512"``, ``"AVX2"``, ``"DEFAULT"`` (no vector kernels) ...
+
+    Float32 results of the same code and seed differ in the last bits between them (the random
+    initialisation's normal draws, the convolutions), so a table's fingerprints hold for one of them.
+    ``ATEN_CPU_CAPABILITY`` may lower it (``default``, ``avx2``)."""
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def current_facts(where: Path, seconds: float) -> dict[str, str]:
-    """The header facts of a table written now: commit (of the checkout at ``where``), date, torch, threads, run time."""
+    """The header facts of a table written now: commit (of the checkout at ``where``), date, torch, threads, the
+    CPU kernels (:func:`cpu_kernels`), run time."""
     return {"commit": _commit(where), "date": datetime.date.today().isoformat(), "torch": torch.__version__,
-            "threads": str(torch.get_num_threads()), "benchmark seconds": f"{seconds:.0f}"}
+            "threads": str(torch.get_num_threads()), "cpu": cpu_kernels(), "benchmark seconds": f"{seconds:.0f}"}
 
 
 #: The folder of the code a benchmark runs: uncommitted changes there mean the table was not made by the commit.
@@ -177,17 +197,22 @@ def _commit(where: Path) -> str:
     return head
 
 
-def header_lines(facts: dict[str, str], stamps: Sequence[ArmStamp]) -> list[str]:
-    """The comment lines of a table: facts, one ``# arm:`` line and one ``# fingerprint:`` line per arm.
+def header_lines(facts: dict[str, str], stamps: Sequence[ArmStamp],
+                 other_cpus: Optional[dict[str, Sequence[ArmStamp]]] = None) -> list[str]:
+    """The comment lines of a table: facts, one ``# arm:`` line and one ``# fingerprint:`` line per arm, then
+    one ``# on <kernels>:`` line per arm and other kind of CPU.
 
     Args:
-        facts: ``key: value`` lines, in order (commit, date, torch, threads, benchmark seconds).
+        facts: ``key: value`` lines, in order (commit, date, torch, threads, cpu, benchmark seconds).
         stamps: one per arm.
+        other_cpus: kernels (:func:`cpu_kernels`) -> one stamp per arm, with its fingerprint, on such a CPU.
     """
     lines = [f"# {key}: {value}" for key, value in facts.items()]
     for stamp in stamps:
         lines.append(f"# arm: {stamp.name} | hash: {stamp.hash}" + (f" | parent: {stamp.parent}" if stamp.parent else ""))
     lines += [f"# fingerprint: {stamp.name} | {stamp.fingerprint.text()}" for stamp in stamps if stamp.fingerprint]
+    for kernels, theirs in (other_cpus or {}).items():
+        lines += [f"# on {kernels}: {stamp.name} | hash: {stamp.hash} | {stamp.fingerprint.text()}" for stamp in theirs]
     return lines
 
 
@@ -247,6 +272,7 @@ class StoredTable:
         parents: arm name -> parent arm name (children only).
         fingerprints: arm name -> :class:`Fingerprint`.
         columns: the CSV columns as stored.
+        other_cpus: kernels (:func:`cpu_kernels`) -> arm name -> :class:`ArmStamp` on such a CPU (``# on`` lines).
     """
 
     path: Path
@@ -256,6 +282,17 @@ class StoredTable:
     parents: dict = field(default_factory=dict)
     fingerprints: dict = field(default_factory=dict)
     columns: list = field(default_factory=list)
+    other_cpus: dict = field(default_factory=dict)
+
+    def for_cpu(self, kernels: Optional[str] = None) -> "StoredTable":
+        """The table as a check on a CPU with ``kernels`` (default this machine's, :func:`cpu_kernels`) must read it:
+        with the hashes and fingerprints of its ``# on <kernels>:`` lines when it has them, else with its own."""
+        kernels = cpu_kernels() if kernels is None else kernels
+        if kernels not in self.other_cpus or self.facts.get("cpu") == kernels:
+            return self
+        theirs = self.other_cpus[kernels]
+        return dataclasses.replace(self, hashes={name: stamp.hash for name, stamp in theirs.items()},
+                                   fingerprints={name: stamp.fingerprint for name, stamp in theirs.items()})
 
     @property
     def seeds(self) -> list[int]:
@@ -339,9 +376,14 @@ def read_table(path: str | os.PathLike) -> StoredTable:
     if not path.exists():
         raise FileNotFoundError(f"no stored benchmark at {path}; run `make bench` (python -m unet_lessons.benchmark).")
     comments, body = split_table_text(path.read_text(encoding="utf-8"))
-    facts, hashes, parents, fingerprints = {}, {}, {}, {}
+    facts, hashes, parents, fingerprints, other_cpus = {}, {}, {}, {}, {}
     for line in comments:
-        if line.startswith("# arm: "):
+        if line.startswith("# on ") and " | hash: " in line:
+            kernels, _, rest = line[len("# on "):].partition(": ")
+            name, digest, text = rest.split(" | ", 2)
+            other_cpus.setdefault(kernels, {})[name] = ArmStamp(name, digest.removeprefix("hash: "),
+                                                                Fingerprint.parse(text), parents.get(name))
+        elif line.startswith("# arm: "):
             name, *parts = line[len("# arm: "):].split(" | ")
             fields = dict(part.split(": ", 1) for part in parts)
             hashes[name] = fields["hash"]
@@ -355,7 +397,7 @@ def read_table(path: str | os.PathLike) -> StoredTable:
             facts[key] = value
     reader = csv.DictReader(io.StringIO(body))
     rows = [{**row, "held_out": row.get("held_out") or DEFAULT_HELD_OUT} for row in reader]
-    return StoredTable(path, facts, hashes, rows, parents, fingerprints, list(reader.fieldnames or []))
+    return StoredTable(path, facts, hashes, rows, parents, fingerprints, list(reader.fieldnames or []), other_cpus)
 
 
 def unit_rows(arm: str, seed: int, scores: dict, per_seed: dict) -> list[dict]:
