@@ -288,6 +288,20 @@ def test_keep_stored_trains_only_the_changed_arm_and_the_new_seed(tmp_path, monk
     assert len(trained) == 4
 
 
+def test_keep_stored_keeps_the_rows_through_this_cpus_lines_and_says_the_others_are_dropped(tmp_path, monkeypatch,
+                                                                                          capsys):
+    path = run_benchmark(tiny_benchmark(), results=tmp_path, runs=tmp_path / "runs", progress=False)
+    first, fresh = read_table(path), path.read_text()
+    elsewhere = [dataclasses.replace(stamp, hash="e" + stamp.hash[1:]) for stamp in first.stamps()]
+    path.write_text("\n".join(header_lines({**first.facts, "cpu": "ELSEWHERE"}, elsewhere,
+                                            {cpu_kernels(): first.stamps()})) + "\n" + fresh[fresh.index("arm,seed,"):])
+    again = read_table(run_benchmark(tiny_benchmark(), results=tmp_path, runs=tmp_path / "runs", progress=False,
+                                     keep_stored=True))
+    assert again.facts["kept"].startswith("4 units kept from the table")  # not re-scored from the saved runs
+    assert again.rows == first.rows and again.other_cpus == {} and again.facts["cpu"] == cpu_kernels()
+    assert f"holds this CPU's stamps ({cpu_kernels()}) only" in capsys.readouterr().out
+
+
 def test_a_new_score_function_rescores_the_saved_runs_without_training(tmp_path, monkeypatch, capsys):
     first = read_table(run_benchmark(tiny_benchmark(), results=tmp_path, runs=tmp_path / "runs", progress=False))
 
@@ -399,7 +413,8 @@ def test_restamping_from_the_older_codes_first_losses(tmp_path):
 
 def test_another_cpus_stamps_are_added_only_on_matching_evidence_and_read_only_there(tmp_path, monkeypatch):
     """A table made on another kind of CPU ("ELSEWHERE": its float32 fingerprints a per cent off this CPU's, as
-    AVX-512's are off AVX2's) fails here until this CPU's own stamps are added beside its own."""
+    AVX-512's are off AVX2's, and its data digest, so its hashes, other too) fails here until this CPU's stamps
+    are added beside its own; a re-stamp drops them again."""
     import json
 
     from unet_lessons.benchmark import table as table_module
@@ -409,18 +424,19 @@ def test_another_cpus_stamps_are_added_only_on_matching_evidence_and_read_only_t
     benchmark = tiny_benchmark()
     path = run_benchmark(benchmark, results=tmp_path, runs=tmp_path / "runs", progress=False)
     here = read_table(path).stamps()
-    elsewhere = [dataclasses.replace(stamp, fingerprint=Fingerprint(tuple(v * 1.01 for v in stamp.fingerprint.losses),
-                                                                    stamp.fingerprint.scores)) for stamp in here]
+    elsewhere = [dataclasses.replace(stamp, hash="e" + stamp.hash[1:], fingerprint=Fingerprint(
+        tuple(v * 1.01 for v in stamp.fingerprint.losses), stamp.fingerprint.scores)) for stamp in here]
     fresh = path.read_text()
     body = fresh[fresh.index("arm,seed,"):]
     facts = {**read_table(path).facts, "cpu": "ELSEWHERE"}
     path.write_text("\n".join(header_lines(facts, elsewhere)) + "\n" + body)
     elsewhere = read_table(path).stamps()  # as written: 9 significant digits
-    assert any("loss of step 1" in problem for problem in check_table(read_table(path), benchmark))
+    problems = check_table(read_table(path), benchmark)
+    assert any("loss of step 1" in p for p in problems) and any("resolved settings hash" in p for p in problems)
 
-    def evidence(name, stamps, cpu=None):
+    def evidence(name, stamps, cpu=None, lesson="tiny", commit="abcdef0"):
         file = tmp_path / name
-        file.write_text(json.dumps({"lesson": "tiny", "commit": "abcdef0", "cpu": cpu or cpu_kernels(), "stamps": {
+        file.write_text(json.dumps({"lesson": lesson, "commit": commit, "cpu": cpu or cpu_kernels(), "stamps": {
             stamp.name: {"hash": stamp.hash, "fingerprint": stamp.fingerprint.text()} for stamp in stamps}}))
         return file
 
@@ -430,20 +446,38 @@ def test_another_cpus_stamps_are_added_only_on_matching_evidence_and_read_only_t
                                                                 here[0].fingerprint.scores)), *here[1:]]
     with pytest.raises(ValueError, match=rf"arm '{here[0].name}': loss of step 1"):
         stamp_this_cpu(benchmark, evidence("off.json", off), results=tmp_path)
+    with pytest.raises(ValueError, match=rf"arm '{here[1].name}': hash 0"):
+        stamp_this_cpu(benchmark, evidence("hash.json", [here[0], dataclasses.replace(here[1], hash="0" * 12)]),
+                       results=tmp_path)
     with pytest.raises(ValueError, match="computed with the 'ELSEWHERE' kernels"):
         stamp_this_cpu(benchmark, evidence("other-cpu.json", here, cpu="ELSEWHERE"), results=tmp_path)
+    with pytest.raises(ValueError, match="of lesson '04', not 'tiny'"):
+        stamp_this_cpu(benchmark, evidence("lesson.json", here, lesson="04"), results=tmp_path)
+    with pytest.raises(ValueError, match="names no commit"):
+        stamp_this_cpu(benchmark, evidence("no-commit.json", here, commit="not a git checkout"), results=tmp_path)
+    with pytest.raises(ValueError, match="are not the code's"):  # a table that lacks an arm the code has
+        stamp_this_cpu(tiny_benchmark(arms=(*benchmark.arms, Arm("new", {"lr": 0.02}))), evidence("same.json", here),
+                       results=tmp_path)
     assert path.read_text() == before  # refused: nothing written
     stamped = read_table(stamp_this_cpu(benchmark, evidence("same.json", here), results=tmp_path))
     assert path.read_text().endswith(body) and stamped.stamps() == elsewhere  # the rows and the own lines unchanged
     assert "the code of commit abcdef0 gave every arm the same hash" in stamped.facts[f"stamped on {cpu_kernels()}"]
     assert list(stamped.other_cpus) == [cpu_kernels()] and check_table(stamped, benchmark) == []
     assert stale_arms(stamped, benchmark, fingerprint=True) == []
+    assert stamped.for_cpu().other_cpus == {} and stamped.for_cpu().for_cpu("ELSEWHERE") == stamped.for_cpu()
     # On the table's own kind of CPU, its own lines are read, as before.
     monkeypatch.setattr(table_module, "cpu_kernels", lambda: "ELSEWHERE")
     monkeypatch.setattr(restamp_module, "cpu_kernels", lambda: "ELSEWHERE")
-    assert stamped.for_cpu() is stamped and check_table(stamped, benchmark) != []
+    assert stamped.for_cpu().hashes == stamped.hashes and check_table(stamped, benchmark) != []
     with pytest.raises(ValueError, match="already this CPU's"):
         stamp_this_cpu(benchmark, evidence("again.json", here, cpu="ELSEWHERE"), results=tmp_path)
+    monkeypatch.undo()
+    # A re-stamp writes this CPU's stamps as the table's own, and drops the other CPUs' lines and what vouched for them.
+    losses = tmp_path / "losses.json"
+    losses.write_text(json.dumps({"commit": "abcdef0", "losses": {s.name: list(s.fingerprint.losses) for s in here}}))
+    restamped = read_table(restamp(benchmark, original_losses=losses, results=tmp_path))
+    assert restamped.other_cpus == {} and not any(key.startswith("stamped on") for key in restamped.facts)
+    assert restamped.facts["cpu"] == cpu_kernels() and check_table(restamped, benchmark) == []
 
 
 def test_the_command_line_refuses_to_restamp_a_lesson_without_a_matching_rerun(tmp_path, monkeypatch, capsys):

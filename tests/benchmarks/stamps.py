@@ -4,8 +4,8 @@ Evidence for adding this kind of CPU's stamps to a stored table (``python -m une
 LESSON --stamp-this-cpu FILE``): run this with the checkout whose code the table's own stamps were
 last checked against first on the path, on the CPU to be stamped, e.g.
 
-    git archive 249fdb7 unet_lessons | tar -x -C /tmp/old
-    PYTHONPATH=/tmp/old python tests/benchmarks/stamps.py 01 /tmp/stamps-01.json
+    git worktree add --detach /tmp/old 249fdb7    # a worktree, so that the evidence names its commit
+    cd /tmp/old && PYTHONPATH=/tmp/old python /path/to/checkout/tests/benchmarks/stamps.py 01 /tmp/stamps-01.json
 
 Not collected by pytest.
 """

@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -171,11 +172,13 @@ def restamp(lesson: str | Benchmark, verification: Optional[str | os.PathLike] =
                          "behaves as today's:\n  " + "\n  ".join(problems))
     stamps = stamps or arm_stamps(benchmark, benchmark.make_data())
     comments, body = split_table_text(path.read_text(encoding="utf-8"))
-    facts = {key: value for key, value in stored.facts.items() if key != "restamped"}
-    facts["cpu"] = cpu_kernels()  # the kernels of the stamps written now; another CPU's lines are dropped (stale)
+    # Another CPU's lines, and the facts that vouch for them, are dropped: they were of the older code.
+    facts = {key: value for key, value in stored.facts.items() if key != "restamped" and
+             not key.startswith("stamped on ")}
+    facts["cpu"] = cpu_kernels()  # the kernels of the stamps written now
     facts["restamped"] = (f"{datetime.date.today().isoformat()} at commit {_commit(path.parent)}: header re-stamped "
                           f"with the current code's resolved hashes and fingerprints after {evidence}; the rows and "
-                          "the facts above are those of the original run")
+                          "the other facts are those of the original run; cpu is that of these stamps")
     atomic_write_text(path, "\n".join(header_lines(facts, stamps)) + "\n" + body)
     return path
 
@@ -201,11 +204,18 @@ def stamp_this_cpu(lesson: str | Benchmark, evidence: str | os.PathLike, *,
         raise ValueError(f"{path.name}: its own hashes and fingerprints are already this CPU's ({kernels}).")
     record = json.loads(Path(evidence).read_text(encoding="utf-8"))
     problems = []
+    if not re.fullmatch(r"[0-9a-f]{7,40}", str(record.get("commit", ""))):
+        problems.append(f"the evidence names no commit ({record.get('commit')!r}): run tests/benchmarks/stamps.py "
+                        "from a git worktree of the commit the table was checked against")
     if record.get("lesson") != benchmark.lesson:
         problems.append(f"the evidence is of lesson {record.get('lesson')!r}, not {benchmark.lesson!r}")
     if record.get("cpu") != kernels:
         problems.append(f"the evidence was computed with the {record.get('cpu')!r} kernels; this CPU runs {kernels!r}")
     stamps = arm_stamps(benchmark, benchmark.make_data())
+    ours = {stamp.name: stamp.parent for stamp in stamps}
+    if ours != {name: stored.parents.get(name) for name in stored.hashes}:
+        problems.append(f"the table's arms and parents {sorted(stored.hashes)} are not the code's {sorted(ours)}: "
+                        "re-run the benchmark instead")
     theirs = record.get("stamps", {})
     for stamp in stamps:
         if stamp.name not in theirs:
@@ -228,6 +238,6 @@ def stamp_this_cpu(lesson: str | Benchmark, evidence: str | os.PathLike, *,
         f"{datetime.date.today().isoformat()} at commit {_commit(path.parent)}: the code of commit "
         f"{record.get('commit', '?')} gave every arm the same hash and fingerprint (relative {LOSS_RTOL:g}) on this "
         f"kind of CPU as this code; the rows and the arm and fingerprint lines are the original run's")
-    comments, body = split_table_text(path.read_text(encoding="utf-8"))
+    _, body = split_table_text(path.read_text(encoding="utf-8"))
     atomic_write_text(path, "\n".join(header_lines(facts, stored.stamps(), others)) + "\n" + body)
     return path

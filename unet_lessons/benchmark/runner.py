@@ -31,7 +31,7 @@ from ..runs import SavedRun, run_directory, saved_runs
 from ..train import PredictionCollapseWarning, fit
 from .declare import Arm, Benchmark, handed_down_state, item_values, load_parent_weights
 from .resolve import LOSS_RTOL, SCORE_ATOL, arm_stamps, weights_digest
-from .table import (ArmStamp, current_facts, fingerprint_differences, read_table, results_directory, table_columns,
+from .table import (ArmStamp, cpu_kernels, current_facts, fingerprint_differences, read_table, results_directory, table_columns,
                     unit_rows, write_table)
 
 __all__ = ["run_benchmark", "run_name", "partial_path", "default_runs_directory"]
@@ -177,7 +177,8 @@ def _resumable_rows(source: Path, stamps: Sequence[ArmStamp], units: set) -> tup
     if not source.exists():
         return [], 0.0, "", ""
     try:
-        table = read_table(source).for_cpu()
+        as_stored = read_table(source)
+        table = as_stored.for_cpu()
     except Exception as error:  # noqa: BLE001 - an unreadable partial file is started over, and said so
         return [], 0.0, f"{source.name} is unreadable ({type(error).__name__}); starting over", ""
     matching = set()
@@ -198,6 +199,9 @@ def _resumable_rows(source: Path, stamps: Sequence[ArmStamp], units: set) -> tup
     why = f"keeping {len(kept)} finished units from {source.name}"
     if changed:
         why += f"; made by other code or settings, or new, so trained again: {', '.join(changed)}"
+    if as_stored.other_cpus and rows:
+        why += (f"; the new table holds this CPU's stamps ({cpu_kernels()}) only: on the other kinds of CPU its "
+                f"source recorded ({', '.join(as_stored.other_cpus)}, and its own), add theirs with --stamp-this-cpu")
     return rows, seconds, why, _kept_fact(table.facts, rows)
 
 

@@ -1,4 +1,5 @@
-"""The stored table: where it lives, its header (facts, one hash and one fingerprint per arm) and its rows.
+"""The stored table: where it lives, its header (facts, one hash and one fingerprint per arm, and per other kind
+of CPU) and its rows.
 
 A table is a CSV file headed by comment lines::
 
@@ -14,8 +15,8 @@ A table is a CSV file headed by comment lines::
     arm,seed,held_out,item,dice,seconds
     Dice (V-Net),0,test,0,0.576061,37.2
 
-The ``# arm:`` and ``# fingerprint:`` lines are those of the CPU that ran the benchmark (the ``cpu``
-fact, when recorded). The same code gives other float32 results on a CPU whose PyTorch kernels differ
+The ``# arm:`` and ``# fingerprint:`` lines are those of the CPU that ran the benchmark, or that re-stamped
+it (the ``cpu`` fact, when recorded). The same code gives other float32 results on a CPU whose PyTorch kernels differ
 (AVX-512 or AVX2: random initialisation, convolutions), and three training steps amplify the last bits
 into fingerprints a few per cent apart; so a table may also hold, per other kind of CPU, an ``# on
 <kernels>:`` line per arm with the hash and fingerprint that the same code gives there
@@ -266,7 +267,7 @@ class StoredTable:
 
     Args:
         path: the file it was read from.
-        facts: the header's ``key: value`` lines (commit, date, torch, threads, benchmark seconds).
+        facts: the header's ``key: value`` lines (commit, date, torch, threads, cpu, benchmark seconds).
         hashes: arm name -> resolved-settings hash.
         rows: one dict per (arm, seed, held-out set, item), values as read (text).
         parents: arm name -> parent arm name (children only).
@@ -286,13 +287,15 @@ class StoredTable:
 
     def for_cpu(self, kernels: Optional[str] = None) -> "StoredTable":
         """The table as a check on a CPU with ``kernels`` (default this machine's, :func:`cpu_kernels`) must read it:
-        with the hashes and fingerprints of its ``# on <kernels>:`` lines when it has them, else with its own."""
+        with the hashes and fingerprints of its ``# on <kernels>:`` lines when it has them, else with its own. The
+        result holds no other CPU's lines, so reading it for a CPU again changes nothing."""
         kernels = cpu_kernels() if kernels is None else kernels
         if kernels not in self.other_cpus or self.facts.get("cpu") == kernels:
-            return self
+            return dataclasses.replace(self, other_cpus={})
         theirs = self.other_cpus[kernels]
         return dataclasses.replace(self, hashes={name: stamp.hash for name, stamp in theirs.items()},
-                                   fingerprints={name: stamp.fingerprint for name, stamp in theirs.items()})
+                                   fingerprints={name: stamp.fingerprint for name, stamp in theirs.items()},
+                                   other_cpus={})
 
     @property
     def seeds(self) -> list[int]:
