@@ -222,7 +222,8 @@ def stamp_this_cpu(lesson: str | Benchmark, evidence: str | os.PathLike, *,
             problems.append(f"arm {stamp.name!r}: not in the evidence")
             continue
         if theirs[stamp.name]["hash"] != stamp.hash:
-            problems.append(f"arm {stamp.name!r}: hash {theirs[stamp.name]['hash']} from the older code, {stamp.hash} today")
+            problems.append(f"arm {stamp.name!r}: hash {theirs[stamp.name]['hash']} from the older code, "
+                            f"{stamp.hash} today")
         problems += [f"arm {stamp.name!r}: {difference}" for difference in fingerprint_differences(
             Fingerprint.parse(theirs[stamp.name]["fingerprint"]), stamp.fingerprint, loss_rtol=LOSS_RTOL,
             score_atol=LOSS_RTOL)]

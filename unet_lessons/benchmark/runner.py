@@ -31,8 +31,8 @@ from ..runs import SavedRun, run_directory, saved_runs
 from ..train import PredictionCollapseWarning, fit
 from .declare import Arm, Benchmark, handed_down_state, item_values, load_parent_weights
 from .resolve import LOSS_RTOL, SCORE_ATOL, arm_stamps, weights_digest
-from .table import (ArmStamp, cpu_kernels, current_facts, fingerprint_differences, read_table, results_directory, table_columns,
-                    unit_rows, write_table)
+from .table import (ArmStamp, cpu_kernels, current_facts, fingerprint_differences, read_table, results_directory,
+                    table_columns, unit_rows, write_table)
 
 __all__ = ["run_benchmark", "run_name", "partial_path", "default_runs_directory"]
 
